@@ -1,0 +1,136 @@
+// Package api holds the wire types of sidecar's local API (HTTP/1.1 + JSON on
+// a unix socket), shared by the daemon, the Go client and the CLI. It has no
+// behaviour; field names and JSON tags are part of the stable contract.
+package api
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Component states reported by /v1/health.
+const (
+	StateOK          = "ok"
+	StateStarting    = "starting"
+	StateUnavailable = "unavailable"
+	StateDisabled    = "disabled"
+	StateFailing     = "failing"
+)
+
+// Health is the body of GET /v1/health.
+type Health struct {
+	Healthy    bool                 `json:"healthy"`
+	Components map[string]Component `json:"components"`
+}
+
+// Component is the state of one part of the sidecar.
+type Component struct {
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+// Status is the body of GET /v1/status.
+type Status struct {
+	Node         string          `json:"node"`
+	Version      string          `json:"version"`
+	PID          int             `json:"pid"`
+	StartedAt    string          `json:"started_at"`
+	UptimeS      float64         `json:"uptime_s"`
+	Etcd         EtcdStatus      `json:"etcd"`
+	Registration *Registration   `json:"registration"`
+	Config       []ConfigMapping `json:"config"`
+	Locks        []Hold          `json:"locks"`
+	Elections    []Hold          `json:"elections"`
+}
+
+// EtcdStatus describes the etcd connection.
+type EtcdStatus struct {
+	Mode      string   `json:"mode"` // embedded | join
+	Endpoints []string `json:"endpoints"`
+	Connected bool     `json:"connected"`
+	// ConnState is gRPC's connectivity state of the client connection.
+	ConnState string `json:"conn_state"`
+	LastError string `json:"last_error,omitempty"`
+	// Member is set in embedded mode.
+	Member *LocalMember `json:"member,omitempty"`
+}
+
+// LocalMember is the embedded etcd member of this sidecar.
+type LocalMember struct {
+	Name       string   `json:"name"`
+	ID         string   `json:"id"`
+	ClientURLs []string `json:"client_urls"`
+	PeerURLs   []string `json:"peer_urls"`
+	DataDir    string   `json:"data_dir"`
+}
+
+// Registration states.
+const (
+	RegStarting     = "starting"
+	RegRegistered   = "registered"
+	RegCritical     = "critical"
+	RegLost         = "lost"
+	RegDeregistered = "deregistered"
+)
+
+// Registration is this sidecar's own service registration.
+type Registration struct {
+	Service         string  `json:"service"`
+	ID              string  `json:"id"`
+	Addr            string  `json:"addr"`
+	Weight          int     `json:"weight"`
+	State           string  `json:"state"`
+	LeaseID         int64   `json:"lease_id"`
+	TTLRemainingS   float64 `json:"ttl_remaining_s"`
+	Reregistrations int64   `json:"reregistrations"`
+	LastError       string  `json:"last_error,omitempty"`
+}
+
+// ConfigMapping is one mirrored prefix, as in GET /v1/config.
+type ConfigMapping struct {
+	Prefix    string `json:"prefix"`
+	Dir       string `json:"dir"`
+	Revision  int64  `json:"revision"`
+	Files     int    `json:"files"`
+	Rejected  int64  `json:"rejected"`
+	LastError string `json:"last_error"`
+}
+
+// Hold is a lock or leadership held through this sidecar.
+type Hold struct {
+	Name  string `json:"name"`
+	Key   string `json:"key"`
+	Fence int64  `json:"fence"`
+	PID   int    `json:"pid,omitempty"`
+	UID   int    `json:"uid,omitempty"`
+}
+
+// Cluster is the body of GET /v1/cluster: members and endpoint status.
+type Cluster struct {
+	ClusterID string   `json:"cluster_id"`
+	Members   []Member `json:"members"`
+}
+
+// Member is one etcd member and the status of each of its client endpoints.
+type Member struct {
+	ID         string           `json:"id"`
+	Name       string           `json:"name"`
+	PeerURLs   []string         `json:"peer_urls"`
+	ClientURLs []string         `json:"client_urls"`
+	IsLearner  bool             `json:"is_learner"`
+	Endpoints  []EndpointStatus `json:"endpoints"`
+}
+
+// EndpointStatus is etcd's Status answer for one client endpoint.
+type EndpointStatus struct {
+	Endpoint    string   `json:"endpoint"`
+	Version     string   `json:"version,omitempty"`
+	DBSize      int64    `json:"db_size"`
+	DBSizeInUse int64    `json:"db_size_in_use"`
+	IsLeader    bool     `json:"is_leader"`
+	RaftTerm    uint64   `json:"raft_term"`
+	RaftIndex   uint64   `json:"raft_index"`
+	RaftApplied uint64   `json:"raft_applied_index"`
+	Errors      []string `json:"errors,omitempty"`
+	Error       string   `json:"error,omitempty"`
+}

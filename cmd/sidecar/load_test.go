@@ -1,0 +1,179 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sidecar-dev/sidecar/sidecar"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "sidecar.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `
+name: from-file
+data_dir: /tmp/file
+etcd:
+  namespace: /file
+log:
+  level: warn
+`)
+	tests := []struct {
+		name      string
+		env       []string
+		args      []string
+		wantName  string
+		wantNS    string
+		wantLevel string
+	}{
+		{"file only", nil, nil, "from-file", "/file", "warn"},
+		{"env beats file", []string{"SIDECAR_NAME=from-env", "SIDECAR_ETCD_NAMESPACE=/env"}, nil, "from-env", "/env", "warn"},
+		{"flag beats env", []string{"SIDECAR_NAME=from-env"}, []string{"--name", "from-flag", "--log-level", "debug"}, "from-flag", "/file", "debug"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := newRunCmd()
+			if err := cmd.Flags().Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(file, cmd.Flags(), tc.env)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if cfg.Name != tc.wantName || cfg.Etcd.Namespace != tc.wantNS || cfg.Log.Level != tc.wantLevel {
+				t.Fatalf("got name=%q ns=%q level=%q, want %q %q %q", cfg.Name, cfg.Etcd.Namespace, cfg.Log.Level, tc.wantName, tc.wantNS, tc.wantLevel)
+			}
+		})
+	}
+}
+
+func TestDefaultsWithoutConfig(t *testing.T) {
+	cfg, err := loadConfig("", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sidecar.Defaults()
+	if cfg.DataDir != "./sidecar-data" || !cfg.EmbeddedMode() ||
+		strings.Join(cfg.Embedded.ListenClientURLs, ",") != "http://127.0.0.1:2379" ||
+		strings.Join(cfg.Embedded.ListenPeerURLs, ",") != "http://127.0.0.1:2380" ||
+		cfg.Service.TTL != want.Service.TTL || cfg.Etcd.Namespace != "/sidecar" {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestEnvLists(t *testing.T) {
+	cfg, err := loadConfig("", nil, []string{"SIDECAR_ETCD_ENDPOINTS=http://10.0.0.1:2379,http://10.0.0.2:2379", "SIDECAR_API_ALLOWED_UIDS=1000,1001"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Etcd.Endpoints) != 2 || cfg.Etcd.Endpoints[1] != "http://10.0.0.2:2379" || cfg.EmbeddedMode() {
+		t.Fatalf("endpoints = %q", cfg.Etcd.Endpoints)
+	}
+	if len(cfg.API.AllowedUIDs) != 2 || cfg.API.AllowedUIDs[0] != 1000 {
+		t.Fatalf("allowed uids = %v", cfg.API.AllowedUIDs)
+	}
+}
+
+func TestFileListReplacesDefault(t *testing.T) {
+	file := writeFile(t, "embedded:\n  listen_client_urls: [http://127.0.0.1:12379]\n")
+	cfg, err := loadConfig(file, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.Embedded.ListenClientURLs, ","); got != "http://127.0.0.1:12379" {
+		t.Fatalf("listen_client_urls = %q", got)
+	}
+}
+
+// An etcd.conf environment file (systemd EnvironmentFile=) works unchanged.
+func TestEtcdEnvCompat(t *testing.T) {
+	env := []string{
+		"ETCD_NAME=etcd02",
+		"ETCD_DATA_DIR=/var/lib/etcd",
+		"ETCD_LISTEN_CLIENT_URLS=http://10.0.0.14:2379,http://127.0.0.1:2379",
+		"ETCD_ADVERTISE_CLIENT_URLS=http://10.0.0.14:2379",
+		"ETCD_LISTEN_PEER_URLS=http://10.0.0.14:2380",
+		"ETCD_INITIAL_ADVERTISE_PEER_URLS=http://10.0.0.14:2380",
+		"ETCD_INITIAL_CLUSTER=etcd01=http://10.0.0.13:2380,etcd02=http://10.0.0.14:2380,etcd03=http://10.0.0.15:2380",
+		"ETCD_INITIAL_CLUSTER_TOKEN=tkn",
+		"ETCD_INITIAL_CLUSTER_STATE=existing",
+		"ETCD_HEARTBEAT_INTERVAL=200",
+		"ETCD_ELECTION_TIMEOUT=2000",
+		"ETCD_SNAPSHOT_COUNT=5000",
+	}
+	t.Run("fills unset fields", func(t *testing.T) {
+		cfg, err := loadConfig("", nil, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := cfg.Embedded
+		if e.Name != "etcd02" || e.DataDir != "/var/lib/etcd" || len(e.ListenClientURLs) != 2 ||
+			e.AdvertiseClientURLs[0] != "http://10.0.0.14:2379" || e.InitialAdvertisePeerURLs[0] != "http://10.0.0.14:2380" ||
+			!strings.HasPrefix(e.InitialCluster, "etcd01=") || e.InitialClusterToken != "tkn" || e.InitialClusterState != "existing" ||
+			e.HeartbeatInterval != 200*time.Millisecond || e.ElectionTimeout != 2*time.Second || e.SnapshotCount != 5000 {
+			t.Fatalf("ETCD_* not applied: %+v", e)
+		}
+	})
+	t.Run("sidecar settings win", func(t *testing.T) {
+		file := writeFile(t, "embedded:\n  name: from-file\n")
+		cfg, err := loadConfig(file, nil, append(env, "SIDECAR_EMBEDDED_INITIAL_CLUSTER_TOKEN=mine"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Embedded.Name != "from-file" || cfg.Embedded.InitialClusterToken != "mine" || cfg.Embedded.DataDir != "/var/lib/etcd" {
+			t.Fatalf("got name=%q token=%q dir=%q", cfg.Embedded.Name, cfg.Embedded.InitialClusterToken, cfg.Embedded.DataDir)
+		}
+	})
+	t.Run("ignored in join mode", func(t *testing.T) {
+		cfg, err := loadConfig("", nil, append(env, "SIDECAR_ETCD_ENDPOINTS=http://10.0.0.1:2379"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Embedded.Name != "" {
+			t.Fatalf("embedded.name = %q in join mode", cfg.Embedded.Name)
+		}
+	})
+	t.Run("bad value names the variable", func(t *testing.T) {
+		_, err := loadConfig("", nil, []string{"ETCD_HEARTBEAT_INTERVAL=100ms"})
+		if err == nil || !strings.Contains(err.Error(), `ETCD_HEARTBEAT_INTERVAL: "100ms": want milliseconds`) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown fields", "nmae: x\netcd:\n  endpoint: [a]\n", []string{"nmae: unknown field", "etcd.endpoint: unknown field"}},
+		{"unknown field in a list", "config:\n  - prefix: /a/\n    dir: /tmp/a\n    mode: x\n", []string{"config[0].mode: unknown field"}},
+		{"bad durations", "service:\n  ttl: 5 seconds\ncoordination:\n  ttl: 5\n", []string{`service.ttl: "5 seconds": want a duration such as`, "coordination.ttl: 5: want a duration with a unit"}},
+		{"bad size", "embedded:\n  quota_backend_bytes: lots\n", []string{`embedded.quota_backend_bytes: invalid size "lots"`}},
+		{"bad int", "service:\n  port: eighty\n", []string{`service.port: "eighty": not a valid int`}},
+		{"bad yaml", "name: [unclosed\n", []string{"config file"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := loadConfig(writeFile(t, tc.yaml), nil, nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,204 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
+
+	"github.com/sidecar-dev/sidecar/embedded"
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
+)
+
+// EmbeddedMember maps the embedded section onto the embedded package's Config.
+func (c *Config) EmbeddedMember() embedded.Config {
+	e := c.Embedded
+	return embedded.Config{
+		Name:                     e.Name,
+		DataDir:                  e.DataDir,
+		ListenClientURLs:         e.ListenClientURLs,
+		AdvertiseClientURLs:      e.AdvertiseClientURLs,
+		ListenPeerURLs:           e.ListenPeerURLs,
+		InitialAdvertisePeerURLs: e.InitialAdvertisePeerURLs,
+		InitialCluster:           e.InitialCluster,
+		InitialClusterToken:      e.InitialClusterToken,
+		InitialClusterState:      e.InitialClusterState,
+		Join:                     e.Join,
+		DiscoverySRV:             e.DiscoverySRV,
+		HeartbeatInterval:        e.HeartbeatInterval,
+		ElectionTimeout:          e.ElectionTimeout,
+		SnapshotCount:            e.SnapshotCount,
+		AutoCompactionRetention:  e.AutoCompactionRetention,
+		QuotaBackendBytes:        int64(e.QuotaBackendBytes),
+		StartTimeout:             e.StartTimeout,
+	}
+}
+
+// ClientConfig maps the etcd section onto the client package's Config (join
+// mode), reading password_file, and validates it.
+func (c *Config) ClientConfig() (etcdclient.Config, error) {
+	e := c.Etcd
+	cc := etcdclient.Config{
+		Endpoints:   e.Endpoints,
+		DNSSRV:      e.DNSSRV,
+		Username:    e.Username,
+		Password:    e.Password,
+		TLS:         etcdclient.TLSConfig(e.TLS),
+		DialTimeout: e.DialTimeout,
+	}
+	var errs []error
+	if e.PasswordFile != "" {
+		if e.Password != "" {
+			errs = append(errs, fmt.Errorf("etcd.password_file: %q: set either etcd.password or etcd.password_file, not both", e.PasswordFile))
+		}
+		b, err := os.ReadFile(e.PasswordFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("etcd.password_file: %q: %v", e.PasswordFile, err))
+		}
+		cc.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if err := cc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return cc, errors.Join(errs...)
+}
+
+// etcdConn is the daemon's view of its etcd connection; safe for concurrent use.
+type etcdConn struct {
+	mu        sync.RWMutex
+	cli       *clientv3.Client
+	member    *embedded.Member
+	endpoints []string
+	lastErr   error
+	connState connectivity.State
+
+	probeMu  sync.Mutex
+	probeAt  time.Time
+	probeErr error
+}
+
+func (e *etcdConn) client() *clientv3.Client {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return e.cli
+}
+
+func (e *etcdConn) setErr(err error) {
+	e.mu.Lock()
+	e.lastErr = err
+	e.mu.Unlock()
+}
+
+// errNotConnected is the probe answer before the first connection.
+var errNotConnected = errors.New("not connected to etcd yet")
+
+// probe does a linearizable read (it needs a leader and a quorum); the answer
+// is cached for a second so health checks and scrapes cannot storm etcd.
+func (e *etcdConn) probe(ctx context.Context, key string) error {
+	e.probeMu.Lock()
+	defer e.probeMu.Unlock()
+	if time.Since(e.probeAt) < time.Second {
+		return e.probeErr
+	}
+	cli := e.client()
+	if cli == nil {
+		return errNotConnected
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := cli.Get(ctx, key, clientv3.WithCountOnly())
+	if err != nil {
+		err = fmt.Errorf("etcd read failed: %w", err)
+	}
+	e.probeAt, e.probeErr = time.Now(), err
+	return err
+}
+
+// backoff returns the n-th retry delay: exponential from 200ms, capped at
+// 5s, with ±20% jitter.
+func backoff(n int) time.Duration {
+	d := 200 * time.Millisecond << min(n, 5)
+	d = min(d, 5*time.Second)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// connect builds the client and proves etcd answers, retrying transient
+// failures (refused, timeout, no leader) for ever with capped, jittered
+// backoff; TLS and auth failures are configuration errors and end it.
+func (d *Daemon) connect(ctx context.Context, cc etcdclient.Config) (*clientv3.Client, error) {
+	cc.DialOptions = append(cc.DialOptions, d.metrics.dialOptions()...)
+	cc.Logger = d.log.With("component", "etcdclient")
+	for attempt := 0; ; attempt++ {
+		cli, err := etcdclient.New(ctx, cc)
+		if err == nil {
+			if err = etcdclient.Check(ctx, cli, cc); err != nil {
+				cli.Close()
+			} else {
+				d.metrics.connAttempts.WithLabelValues("ok").Inc()
+				return cli, nil
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		d.metrics.connAttempts.WithLabelValues(errorKind(err)).Inc()
+		d.etcd.setErr(err)
+		if etcdclient.Permanent(err) {
+			return nil, err
+		}
+		wait := backoff(attempt)
+		d.log.Warn("etcd not reachable, retrying", "err", err, "wait_s", wait.Seconds())
+		if !sleepCtx(ctx, wait) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func errorKind(err error) string {
+	var ce *etcdclient.ConnError
+	if errors.As(err, &ce) {
+		return ce.Kind.String()
+	}
+	return "error"
+}
+
+// watchConnState mirrors the gRPC connectivity state into status and
+// metrics; it is event driven and sends nothing to etcd.
+func (d *Daemon) watchConnState(ctx context.Context, cli *clientv3.Client) {
+	conn := cli.ActiveConnection()
+	for {
+		s := conn.GetState()
+		d.etcd.mu.Lock()
+		d.etcd.connState = s
+		d.etcd.mu.Unlock()
+		d.metrics.connState.Reset()
+		d.metrics.connState.WithLabelValues(s.String()).Set(1)
+		if !conn.WaitForStateChange(ctx, s) {
+			return
+		}
+	}
+}
+
+// clientConfigFor is the client of the local embedded member.
+func clientConfigFor(urls []string, dialTimeout time.Duration) etcdclient.Config {
+	return etcdclient.Config{Endpoints: urls, DialTimeout: dialTimeout}
+}
