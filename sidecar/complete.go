@@ -25,6 +25,11 @@ func (c *Config) Complete() error {
 		c.Name = h
 	}
 	errs = append(errs, c.renderTemplates()...)
+	if c.DataDir != "" {
+		if abs, err := filepath.Abs(c.DataDir); err == nil {
+			c.DataDir = abs // status shows it, and a later chdir cannot move it
+		}
+	}
 	e := &c.Embedded
 	if e.Name == "" {
 		e.Name = c.Name

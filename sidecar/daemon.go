@@ -145,7 +145,7 @@ func (d *Daemon) runEtcd(ctx context.Context) error {
 	cc, _ := d.cfg.ClientConfig() // validated in New (join mode)
 	if d.cfg.EmbeddedMode() {
 		mc := d.cfg.EmbeddedMember()
-		mc.Logger = d.log.With("component", "embedded")
+		mc.Logger = d.log
 		d.log.Info("starting embedded etcd member", "name", mc.Name, "data_dir", mc.DataDir)
 		m, err := embedded.Start(ctx, mc)
 		if err != nil {

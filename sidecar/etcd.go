@@ -146,7 +146,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // backoff; TLS and auth failures are configuration errors and end it.
 func (d *Daemon) connect(ctx context.Context, cc etcdclient.Config) (*clientv3.Client, error) {
 	cc.DialOptions = append(cc.DialOptions, d.metrics.dialOptions()...)
-	cc.Logger = d.log.With("component", "etcdclient")
+	cc.Logger = d.log
 	for attempt := 0; ; attempt++ {
 		cli, err := etcdclient.New(ctx, cc)
 		if err == nil {

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/sidecar-dev/sidecar/client"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
+)
+
+// Figures for the README. Run with
+//
+//	go test -run '^$' -bench . -benchtime 20x ./cmd/sidecar
+//
+// Each benchmark starts real processes; b.N is the number of samples.
+
+func embeddedYAML(b *testing.B) string {
+	return fmt.Sprintf("data_dir: %s\nembedded:\n  listen_client_urls: [http://127.0.0.1:%d]\n  listen_peer_urls: [http://127.0.0.1:%d]\nlog: {level: warn}\n",
+		b.TempDir(), etcdtest.FreePort(b), etcdtest.FreePort(b))
+}
+
+func joinYAML(b *testing.B, url string) string {
+	return fmt.Sprintf("data_dir: %s\netcd:\n  endpoints: [%s]\nlog: {level: warn}\n", b.TempDir(), url)
+}
+
+// startBench starts `sidecar run` and returns it and the time its health
+// first answered 200.
+func startBench(b *testing.B, yaml string) (*exec.Cmd, *client.Client, time.Duration) {
+	b.Helper()
+	bin := sidecarBinary(b)
+	dir, _ := os.MkdirTemp("", "scb")
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	cfg, socket := filepath.Join(dir, "c.yaml"), filepath.Join(dir, "s.sock")
+	os.WriteFile(cfg, []byte(yaml), 0o600)
+	cmd := exec.Command(bin, "run", "--config", cfg, "--socket", socket)
+	cli := client.New(socket)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for {
+		h, err := cli.Health(context.Background())
+		if err == nil && h.Healthy {
+			return cmd, cli, time.Since(start)
+		}
+		if time.Since(start) > time.Minute {
+			cmd.Process.Kill()
+			b.Fatalf("not healthy after 1m: %v", err)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func stopBench(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+func reportQuantiles(b *testing.B, samples []time.Duration) {
+	slices.Sort(samples)
+	q := func(p float64) float64 {
+		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(q(0.5), "p50_ms")
+	b.ReportMetric(q(0.99), "p99_ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkStartToHealthy: process start until GET /v1/health is 200,
+// beside the floor: a bare etcd server process until it answers a read.
+func BenchmarkStartToHealthy(b *testing.B) {
+	sidecarBinary(b)
+	b.Run("embedded", func(b *testing.B) {
+		var samples []time.Duration
+		for b.Loop() {
+			cmd, _, d := startBench(b, embeddedYAML(b))
+			samples = append(samples, d)
+			stopBench(cmd)
+		}
+		reportQuantiles(b, samples)
+	})
+	b.Run("join", func(b *testing.B) {
+		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
+		var samples []time.Duration
+		for b.Loop() {
+			cmd, _, d := startBench(b, joinYAML(b, srv.ClientURL))
+			samples = append(samples, d)
+			stopBench(cmd)
+		}
+		reportQuantiles(b, samples)
+	})
+	b.Run("floor-bare-etcd", func(b *testing.B) {
+		bin := etcdtest.ServerBinary(b)
+		var samples []time.Duration
+		for b.Loop() {
+			dir := b.TempDir()
+			curl := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(b))
+			purl := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(b))
+			cmd := exec.Command(bin, "--data-dir", dir, "--listen-client-urls", curl, "--advertise-client-urls", curl,
+				"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl, "--initial-cluster", "default="+purl, "--log-level", "error")
+			start := time.Now()
+			cmd.Start()
+			cli, _ := clientv3.New(clientv3.Config{Endpoints: []string{curl}, Logger: zap.NewNop()})
+			for {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				_, err := cli.Get(ctx, "x")
+				cancel()
+				if err == nil {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			samples = append(samples, time.Since(start))
+			cli.Close()
+			stopBench(cmd)
+		}
+		reportQuantiles(b, samples)
+	})
+}
+
+// procSample reads CPU ticks (user+system) and RSS of a process.
+func procSample(b *testing.B, pid int) (ticks int64, rssKB int64) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			rssKB, _ = strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+		}
+	}
+	return ut + st, rssKB
+}
+
+// etcdCalls sums grpc_client_started_total from the daemon's metrics.
+func etcdCalls(b *testing.B, cli *client.Client) float64 {
+	resp, err := cli.Do(context.Background(), "GET", "/metrics", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body := new(strings.Builder)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		body.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	var sum float64
+	for _, line := range strings.Split(body.String(), "\n") {
+		if strings.HasPrefix(line, "grpc_client_started_total{") {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			sum += v
+		}
+	}
+	return sum
+}
+
+// BenchmarkIdle: CPU, RSS and requests to etcd of an idle daemon over
+// SIDECAR_BENCH_IDLE (default 60s); run with -benchtime 1x.
+func BenchmarkIdle(b *testing.B) {
+	window := 60 * time.Second
+	if s := os.Getenv("SIDECAR_BENCH_IDLE"); s != "" {
+		window, _ = time.ParseDuration(s)
+	}
+	fi, _ := os.Stat(sidecarBinary(b))
+	run := func(b *testing.B, yaml string) {
+		for b.Loop() {
+			cmd, cli, _ := startBench(b, yaml)
+			time.Sleep(5 * time.Second) // settle
+			t0, _ := procSample(b, cmd.Process.Pid)
+			c0 := etcdCalls(b, cli)
+			time.Sleep(window)
+			t1, rss := procSample(b, cmd.Process.Pid)
+			c1 := etcdCalls(b, cli)
+			stopBench(cmd)
+			b.ReportMetric(float64(t1-t0)/100/window.Seconds()*100, "cpu_%")
+			b.ReportMetric(float64(rss)/1024, "rss_MiB")
+			b.ReportMetric(c1-c0, "etcd_calls")
+			b.ReportMetric(float64(fi.Size())/(1<<20), "binary_MiB")
+			b.ReportMetric(0, "ns/op")
+		}
+	}
+	b.Run("join", func(b *testing.B) {
+		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
+		run(b, joinYAML(b, srv.ClientURL))
+	})
+	b.Run("embedded", func(b *testing.B) { run(b, embeddedYAML(b)) })
+}

@@ -1,0 +1,162 @@
+package sidecar
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validBase(t *testing.T) Config {
+	t.Helper()
+	c := Defaults()
+	c.Name = "web-1"
+	c.DataDir = t.TempDir()
+	c.API.Socket = filepath.Join(t.TempDir(), "s.sock")
+	return c
+}
+
+func TestValidateOK(t *testing.T) {
+	c := validBase(t)
+	c.Service = Defaults().Service
+	c.Service.Name, c.Service.Port, c.Service.Address = "orders", 8080, "10.0.0.5"
+	c.Service.Check.HTTP = "http://127.0.0.1:8080/healthz"
+	c.Config = []MappingConfig{{Prefix: "/config/orders/", Dir: filepath.Join(t.TempDir(), "orders")}}
+	if err := c.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	if c.Service.ID != "orders-web-1-8080" || c.Embedded.Name != "web-1" || c.Embedded.DataDir != filepath.Join(c.DataDir, "etcd") ||
+		c.Config[0].Layout != "files" || c.Config[0].FileMode != "0644" || c.Config[0].MaxFileBytes != 1<<20 {
+		t.Fatalf("derived defaults not filled: %+v", c)
+	}
+}
+
+func TestValidateMessages(t *testing.T) {
+	tmp := t.TempDir()
+	realDir := filepath.Join(tmp, "real")
+	os.Mkdir(realDir, 0o755)
+	link := filepath.Join(tmp, "link")
+	os.Symlink(realDir, link)
+	file := filepath.Join(tmp, "afile")
+	os.WriteFile(file, nil, 0o600)
+	svc := func(mod func(*ServiceConfig)) func(*Config) {
+		return func(c *Config) {
+			c.Service.Name, c.Service.Port, c.Service.Address = "orders", 8080, "10.0.0.5"
+			mod(&c.Service)
+		}
+	}
+	mapping := func(mod func(*MappingConfig)) func(*Config) {
+		return func(c *Config) {
+			m := MappingConfig{Prefix: "/config/a/", Dir: filepath.Join(tmp, "m")}
+			mod(&m)
+			c.Config = append(c.Config, m)
+		}
+	}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want []string
+	}{
+		{"bad node name", func(c *Config) { c.Name = "-x" }, []string{`name: "-x": want letters`}},
+		{"namespace", func(c *Config) { c.Etcd.Namespace = "sidecar/" }, []string{`etcd.namespace: "sidecar/": want a key prefix starting with '/'`}},
+		{"port out of range", svc(func(s *ServiceConfig) { s.Port = 70000 }), []string{"service.port: 70000: out of range: want 1..65535"}},
+		{"weight", svc(func(s *ServiceConfig) { s.Weight = 10001 }), []string{"service.weight: 10001: out of range: want 0..10000"}},
+		{"ttl below 2s", svc(func(s *ServiceConfig) { s.TTL = time.Second }), []string{"service.ttl: 1s: want at least 2s"}},
+		{"service name", svc(func(s *ServiceConfig) { s.Name = "a/b"; s.ID = "x" }), []string{`service.name: "a/b": want letters`}},
+		{"both checks", svc(func(s *ServiceConfig) { s.Check.HTTP = "http://x/h"; s.Check.TCP = "x:1" }), []string{"service.check: ", "set at most one of http, tcp, exec"}},
+		{"check url", svc(func(s *ServiceConfig) { s.Check.HTTP = "ftp://x" }), []string{`service.check.http: "ftp://x": want an http:// or https:// URL`}},
+		{"check tcp", svc(func(s *ServiceConfig) { s.Check.TCP = "nohost" }), []string{`service.check.tcp: "nohost": want host:port`}},
+		{"check timeout", svc(func(s *ServiceConfig) { s.Check.Timeout = 10 * time.Second }), []string{"service.check.timeout: 10s: want a positive duration no longer than service.check.interval"}},
+		{"failures", svc(func(s *ServiceConfig) { s.Check.FailuresBeforeCritical = 0 }), []string{"service.check.failures_before_critical: 0: want at least 1"}},
+		{"coordination ttl", func(c *Config) { c.Coordination.TTL = 500 * time.Millisecond }, []string{"coordination.ttl: 500ms: want at least 2s"}},
+		{"layout", mapping(func(m *MappingConfig) { m.Layout = "tree" }), []string{`config[0].layout: "tree": want files or snapshot`}},
+		{"file mode", mapping(func(m *MappingConfig) { m.FileMode = "rw" }), []string{`config[0].file_mode: "rw": want an octal permission`}},
+		{"on delete", mapping(func(m *MappingConfig) { m.OnDelete = "trash" }), []string{`config[0].on_delete: "trash": want remove or keep`}},
+		{"empty prefix", mapping(func(m *MappingConfig) { m.Prefix = "" }), []string{`config[0].prefix: "": want a non-empty etcd key prefix`}},
+		{"dir is a symlink", mapping(func(m *MappingConfig) { m.Dir = link }), []string{`config[0].dir: "` + link + `": is a symlink to "` + realDir + `"`}},
+		{"dir is a file", mapping(func(m *MappingConfig) { m.Dir = file }), []string{"exists and is not a directory"}},
+		{"dir inside data_dir", func(c *Config) {
+			c.Config = []MappingConfig{{Prefix: "/a/", Dir: filepath.Join(c.DataDir, "cfg")}}
+		}, []string{"config[0].dir: ", "overlaps data_dir"}},
+		{"overlapping dirs", func(c *Config) {
+			c.Config = []MappingConfig{{Prefix: "/a/", Dir: filepath.Join(tmp, "x")}, {Prefix: "/b/", Dir: filepath.Join(tmp, "x", "y")}}
+		}, []string{"config[1].dir: ", "overlaps config[0].dir"}},
+		{"relative dir overlapping absolute", func(c *Config) {
+			wd, _ := os.Getwd()
+			c.Config = []MappingConfig{{Prefix: "/a/", Dir: "cfg"}, {Prefix: "/b/", Dir: filepath.Join(wd, "cfg")}}
+		}, []string{"config[1].dir: ", "overlaps config[0].dir"}},
+		{"signal", mapping(func(m *MappingConfig) { m.OnChange.Signal = "BOGUS"; m.OnChange.PIDFile = "/run/app.pid" }), []string{`config[0].on_change.signal: "BOGUS": want a signal name`}},
+		{"signal without pid file", mapping(func(m *MappingConfig) { m.OnChange.Signal = "SIGHUP" }), []string{"config[0].on_change.pid_file: "}},
+		{"socket mode", func(c *Config) { c.API.SocketMode = "0440" }, []string{`api.socket_mode: "0440": the owner needs read and write`}},
+		{"socket path too long", func(c *Config) { c.API.Socket = "/" + strings.Repeat("a", 120) }, []string{"api.socket: ", "too long for a unix socket"}},
+		{"api http", func(c *Config) { c.API.HTTP = "9090" }, []string{`api.http: "9090": want host:port`}},
+		{"log", func(c *Config) { c.Log.Level = "verbose"; c.Log.Format = "xml" }, []string{`log.level: "verbose"`, `log.format: "xml": want text or json`}},
+		{"election timeout (embedded)", func(c *Config) { c.Embedded.ElectionTimeout = 300 * time.Millisecond }, []string{"embedded.election_timeout"}},
+		{"join mode endpoint", func(c *Config) { c.Etcd.Endpoints = []string{"ftp://x"} }, []string{"etcd.endpoints"}},
+		{"password and password_file", func(c *Config) {
+			c.Etcd.Endpoints = []string{"http://127.0.0.1:2379"}
+			c.Etcd.Username, c.Etcd.Password, c.Etcd.PasswordFile = "root", "pw", file
+		}, []string{"etcd.password_file: ", "not both"}},
+		{"several problems at once", func(c *Config) {
+			c.Log.Level = "x"
+			c.Coordination.TTL = time.Second
+			c.API.HTTP = "x"
+		}, []string{"log.level", "coordination.ttl", "api.http"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validBase(t)
+			tc.mod(&c)
+			if err := c.Complete(); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	c := validBase(t)
+	c.Service.Name, c.Service.Port = "orders", 8080
+	const lo = `{{ GetAllInterfaces | include "flag" "loopback" | include "type" "IPv4" | attr "address" }}`
+	c.Service.Address = lo
+	c.Embedded.ListenClientURLs = []string{"http://" + lo + ":2379"}
+	c.API.HTTP = lo + ":9090"
+	if err := c.Complete(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Service.Address != "127.0.0.1" || c.Embedded.ListenClientURLs[0] != "http://127.0.0.1:2379" ||
+		c.Embedded.AdvertiseClientURLs[0] != "http://127.0.0.1:2379" || c.API.HTTP != "127.0.0.1:9090" {
+		t.Fatalf("templates not rendered: %q %q %q", c.Service.Address, c.Embedded.ListenClientURLs, c.API.HTTP)
+	}
+	bad := validBase(t)
+	bad.API.HTTP = `{{ GetInterfaceIP "nosuchif0" }}`
+	bad.Embedded.ListenPeerURLs = []string{"http://{{ Nope }}:2380"}
+	err := bad.Complete()
+	if err == nil || !strings.Contains(err.Error(), "api.http: ") || !strings.Contains(err.Error(), "embedded.listen_peer_urls[0]: ") {
+		t.Fatalf("template errors = %v", err)
+	}
+}
+
+func TestSignalByName(t *testing.T) {
+	for _, n := range []string{"HUP", "SIGHUP", "hup", "sighup"} {
+		if s, ok := SignalByName(n); !ok || s.String() != "hangup" {
+			t.Errorf("SignalByName(%q) = %v %v", n, s, ok)
+		}
+	}
+	if _, ok := SignalByName("NOPE"); ok {
+		t.Error("NOPE accepted")
+	}
+}
