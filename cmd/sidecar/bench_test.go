@@ -130,8 +130,9 @@ func BenchmarkStartToHealthy(b *testing.B) {
 	})
 }
 
-// procSample reads CPU ticks (user+system) and RSS of a process.
-func procSample(b *testing.B, pid int) (ticks int64, rssKB int64) {
+// procSample reads CPU ticks (user+system) and RSS of a process; RSS
+// counts the binary's mapped pages too, anon is the private memory.
+func procSample(b *testing.B, pid int) (ticks int64, rss memKB) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		b.Fatal(err)
@@ -141,11 +142,23 @@ func procSample(b *testing.B, pid int) (ticks int64, rssKB int64) {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	for _, line := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			rssKB, _ = strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+		if f := strings.Fields(line); len(f) > 1 {
+			switch f[0] {
+			case "VmRSS:":
+				rss.total, _ = strconv.ParseInt(f[1], 10, 64)
+			case "RssAnon:":
+				rss.anon, _ = strconv.ParseInt(f[1], 10, 64)
+			}
 		}
 	}
-	return ut + st, rssKB
+	return ut + st, rss
+}
+
+type memKB struct{ total, anon int64 }
+
+func reportMem(b *testing.B, m memKB) {
+	b.ReportMetric(float64(m.total)/1024, "rss_MiB")
+	b.ReportMetric(float64(m.anon)/1024, "rss_anon_MiB")
 }
 
 // etcdCalls sums grpc_client_started_total from the daemon's metrics.
@@ -193,7 +206,7 @@ func BenchmarkIdle(b *testing.B) {
 			c1 := etcdCalls(b, cli)
 			stopBench(cmd)
 			b.ReportMetric(float64(t1-t0)/100/window.Seconds()*100, "cpu_%")
-			b.ReportMetric(float64(rss)/1024, "rss_MiB")
+			reportMem(b, rss)
 			b.ReportMetric(c1-c0, "etcd_calls")
 			b.ReportMetric(float64(fi.Size())/(1<<20), "binary_MiB")
 			b.ReportMetric(0, "ns/op")
@@ -204,4 +217,27 @@ func BenchmarkIdle(b *testing.B) {
 		run(b, joinYAML(b, srv.ClientURL))
 	})
 	b.Run("embedded", func(b *testing.B) { run(b, embeddedYAML(b)) })
+	b.Run("floor-bare-clientv3", func(b *testing.B) {
+		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
+		bin := filepath.Join(b.TempDir(), "idleclient")
+		if out, err := exec.Command("go", "build", "-o", bin, "../../internal/floor/idleclient").CombinedOutput(); err != nil {
+			b.Fatalf("build floor: %v\n%s", err, out)
+		}
+		for b.Loop() {
+			cmd := exec.Command(bin, srv.ClientURL)
+			out, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			out.Read(make([]byte, 6)) // "ready"
+			time.Sleep(5 * time.Second)
+			t0, _ := procSample(b, cmd.Process.Pid)
+			time.Sleep(window)
+			t1, rss := procSample(b, cmd.Process.Pid)
+			stopBench(cmd)
+			b.ReportMetric(float64(t1-t0)/100/window.Seconds()*100, "cpu_%")
+			reportMem(b, rss)
+			b.ReportMetric(0, "ns/op")
+		}
+	})
 }

@@ -9,23 +9,7 @@ import (
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
-// startSecure starts a server requiring client certificates signed by the
-// test CA, with auth enabled and user root's password "pw".
-func startSecure(t *testing.T) (*etcdtest.Server, *etcdtest.Certs) {
-	t.Helper()
-	c := etcdtest.GenCerts(t, t.TempDir(), "etcd.example.test")
-	s := etcdtest.StartServer(t, etcdtest.ServerOptions{TLS: &etcdtest.ServerTLS{
-		CertFile: c.ServerCertFile, KeyFile: c.ServerKeyFile, TrustedCAFile: c.CAFile, ClientCertAuth: true,
-		ClientCertFile: c.ClientCertFile, ClientKeyFile: c.ClientKeyFile,
-	}})
-	tlsArgs := []string{"--cacert=" + c.CAFile, "--cert=" + c.ClientCertFile, "--key=" + c.ClientKeyFile}
-	for _, args := range [][]string{{"user", "add", "root:pw", "--interactive=false"}, {"auth", "enable"}} {
-		if _, err := etcdtest.Etcdctl(t, s.ClientURL, append(tlsArgs, args...)...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s, c
-}
+func startSecure(t *testing.T) (*etcdtest.Server, *etcdtest.Certs) { return etcdtest.StartSecure(t) }
 
 func TestTLSAndAuth(t *testing.T) {
 	s, c := startSecure(t)
