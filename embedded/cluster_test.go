@@ -1,0 +1,194 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// clientURLs gathers the client URLs of members.
+func clientURLs(ms ...*Member) []string {
+	var urls []string
+	for _, m := range ms {
+		urls = append(urls, m.ClientURLs()...)
+	}
+	return urls
+}
+
+// checkMembers fails unless the cluster lists exactly want (names), all
+// started voting members.
+func checkMembers(cli *clientv3.Client, want ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := cli.MemberList(ctx)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, mb := range resp.Members {
+		if mb.IsLearner {
+			return fmt.Errorf("member %q (%x) is a learner", mb.Name, mb.ID)
+		}
+		names = append(names, mb.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, want) {
+		return fmt.Errorf("members %q, want %q", names, want)
+	}
+	return nil
+}
+
+func TestStaticCluster(t *testing.T) {
+	cfgs := clusterConfigs(t, 3)
+	ms := startCluster(t, cfgs)
+	cli := newClient(t, clientURLs(ms...)...)
+	if err := checkMembers(cli, "n1", "n2", "n3"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, cli, "before", "1")
+
+	ms[2].Close()
+	rest := newClient(t, clientURLs(ms[0], ms[1])...)
+	put(t, rest, "during", "2")
+	if got := get(t, newClient(t, ms[1].ClientURLs()...), "during"); got != "2" {
+		t.Fatalf("get during from n2 = %q, want 2", got)
+	}
+
+	// The stopped member comes back from its data dir and catches up.
+	m3 := mustStart(t, cfgs[2])
+	if got := get(t, newClient(t, m3.ClientURLs()...), "during"); got != "2" {
+		t.Fatalf("get during from restarted n3 = %q, want 2", got)
+	}
+}
+
+func TestJoin(t *testing.T) {
+	ms := startCluster(t, clusterConfigs(t, 3))
+	cli := newClient(t, clientURLs(ms...)...)
+
+	cfg := testConfig(t, "n4")
+	cfg.Join = clientURLs(ms...)
+	m4 := mustStart(t, cfg)
+	if err := checkMembers(cli, "n1", "n2", "n3", "n4"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, newClient(t, m4.ClientURLs()...), "via-n4", "4")
+	if got := get(t, cli, "via-n4"); got != "4" {
+		t.Fatalf("get via-n4 from the cluster = %q, want 4", got)
+	}
+
+	// A restart on the existing data dir does not add the member again.
+	id := m4.ID()
+	m4.Close()
+	m4 = mustStart(t, cfg)
+	if m4.ID() != id {
+		t.Errorf("ID after restart = %x, want %x", m4.ID(), id)
+	}
+	if err := checkMembers(cli, "n1", "n2", "n3", "n4"); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, newClient(t, m4.ClientURLs()...), "via-n4"); got != "4" {
+		t.Fatalf("get via-n4 from restarted n4 = %q, want 4", got)
+	}
+
+	checkRemoved(t, cli, m4, cfg)
+}
+
+// checkRemoved removes the joined member m: it reports ErrRemoved, cannot
+// restart on its old data dir, and joins again with a fresh one.
+func checkRemoved(t *testing.T, cli *clientv3.Client, m *Member, cfg Config) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.MemberRemove(ctx, m.ID()); err != nil {
+		t.Fatalf("member remove: %v", err)
+	}
+	select {
+	case err := <-m.Err():
+		if !errors.Is(err, ErrRemoved) || !strings.Contains(err.Error(), cfg.DataDir) {
+			t.Fatalf("Err() = %v, want ErrRemoved naming %s", err, cfg.DataDir)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("Err() delivered nothing after the member was removed")
+	}
+	m.Close()
+
+	again, err := Start(t.Context(), cfg)
+	if err == nil {
+		again.Close()
+		t.Fatalf("Start of the removed member on its old data dir succeeded")
+	}
+	if !errors.Is(err, ErrRemoved) {
+		t.Fatalf("Start of the removed member: %v, want ErrRemoved", err)
+	}
+
+	fresh := cfg
+	fresh.DataDir = t.TempDir()
+	again = mustStart(t, fresh)
+	if err := checkMembers(cli, "n1", "n2", "n3", "n4"); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, newClient(t, again.ClientURLs()...), "via-n4"); got != "4" {
+		t.Fatalf("get via-n4 from re-joined n4 = %q, want 4", got)
+	}
+}
+
+func TestJoinReusesUnstartedMember(t *testing.T) {
+	first := mustStart(t, testConfig(t, "n1"))
+	cli := newClient(t, first.ClientURLs()...)
+
+	cfg := testConfig(t, "n2")
+	cfg.Join = first.ClientURLs()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	added, err := cli.MemberAddAsLearner(ctx, cfg.ListenPeerURLs) // an earlier attempt that never started
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	m := mustStart(t, cfg)
+	if m.ID() != added.Member.ID {
+		t.Errorf("ID = %x, want the unstarted member's %x", m.ID(), added.Member.ID)
+	}
+	if err := checkMembers(cli, "n1", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	put(t, newClient(t, m.ClientURLs()...), "k", "v")
+}
+
+func TestJoinPeerURLOfStartedMember(t *testing.T) {
+	first := mustStart(t, testConfig(t, "n1"))
+	cfg := testConfig(t, "n2")
+	cfg.Join = first.ClientURLs()
+	cfg.ListenPeerURLs = []string{freeURL(t)}
+	cfg.InitialAdvertisePeerURLs = first.PeerURLs() // says it is n1
+
+	m, err := Start(t.Context(), cfg)
+	if err == nil {
+		m.Close()
+		t.Fatalf("join with a started member's peer URL succeeded")
+	}
+	if msg := err.Error(); !strings.Contains(msg, `started member "n1"`) || !strings.Contains(msg, "member remove") {
+		t.Fatalf("Start: %v; want it to name started member n1 and how to remove it", err)
+	}
+}
+
+func TestJoinUnreachable(t *testing.T) {
+	cfg := testConfig(t, "n2")
+	cfg.Join = []string{freeURL(t)} // nothing listens there
+	begin := time.Now()
+	m, err := Start(t.Context(), cfg)
+	if err == nil {
+		m.Close()
+		t.Fatalf("join of an unreachable cluster succeeded")
+	}
+	t.Logf("after %s: %v", time.Since(begin), err)
+	if msg := err.Error(); !strings.Contains(msg, cfg.Join[0]) || !strings.Contains(msg, "connection refused") || time.Since(begin) > 5*time.Second {
+		t.Fatalf("Start: %v; want it to fail fast, naming %s and why", err, cfg.Join[0])
+	}
+}

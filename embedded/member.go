@@ -1,0 +1,283 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/fileutil"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// ErrRemoved is wrapped by the error of Start or Err when etcd reports that
+// this member was removed from its cluster. A removed member never comes
+// back: its data dir must be deleted before the node can join again.
+var ErrRemoved = errors.New("embedded: member removed from the cluster")
+
+// errStartTimeout is the cause of Start's context when StartTimeout expires.
+var errStartTimeout = errors.New("embedded: start timeout")
+
+// Member is a running etcd member. It is safe for concurrent use.
+type Member struct {
+	cfg     Config // defaults applied
+	log     *slog.Logger
+	zl      *zap.Logger
+	removed *atomic.Bool // etcd logged that this member was removed
+	lock    *fileutil.LockedFile
+	etcd    *embed.Etcd
+
+	errc      chan error    // at most one fatal error; closed by Close
+	closing   chan struct{} // closed by Close
+	watchDone chan struct{} // closed when watch returns
+	closeOnce sync.Once
+}
+
+// Start validates cfg, locks the data dir, joins a running cluster if
+// cfg.Join says so, starts the member and blocks until it serves clients as a
+// voting member. It gives up when ctx ends or after cfg.StartTimeout; on any
+// failure it stops what it started and releases the data dir.
+func Start(ctx context.Context, cfg Config) (*Member, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("embedded: invalid configuration: %w", err)
+	}
+	c := cfg.withDefaults()
+	ctx, cancel := context.WithTimeoutCause(ctx, c.StartTimeout, errStartTimeout)
+	defer cancel()
+
+	lock, err := lockDataDir(c.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Member{
+		cfg:       c,
+		log:       c.Logger.With("component", "embedded"),
+		removed:   new(atomic.Bool),
+		lock:      lock,
+		errc:      make(chan error, 1),
+		closing:   make(chan struct{}),
+		watchDone: make(chan struct{}),
+	}
+	m.zl = newZapLogger(c.Logger, m.removed)
+	ec, err := m.bootstrapConfig(ctx)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if m.etcd, err = m.startEtcd(ctx, ec); err != nil {
+		return nil, err // startEtcd released the lock, or will once etcd returns
+	}
+	if err := m.waitServing(ctx); err != nil {
+		closeUnready(m.etcd)
+		lock.Close()
+		return nil, err
+	}
+	go m.watch()
+	m.log.Info("etcd member started", "name", c.Name, "member_id", fmt.Sprintf("%x", m.ID()),
+		"client_urls", c.AdvertiseClientURLs, "peer_urls", c.InitialAdvertisePeerURLs, "path", c.DataDir)
+	return m, nil
+}
+
+// startEtcd runs embed.StartEtcd, which can block (on DNS, on peers, on a
+// database another process locks), without outliving ctx. If ctx ends first,
+// a goroutine closes etcd and releases the data dir when StartEtcd returns.
+func (m *Member) startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, error) {
+	type result struct {
+		e   *embed.Etcd
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		e, err := embed.StartEtcd(ec)
+		ch <- result{e, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			m.lock.Close()
+			return nil, m.cfg.startError(r.err)
+		}
+		return r.e, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.e != nil {
+				closeUnready(r.e)
+			}
+			m.lock.Close()
+		}()
+		return nil, m.ctxError(ctx, "start etcd", "")
+	}
+}
+
+// closeUnready stops e, which may never have become ready. e.Close alone
+// would wait for the client servers, which start only once etcd is ready and
+// otherwise return only when the server stops, so stop the server first.
+func closeUnready(e *embed.Etcd) {
+	e.Server.Stop()
+	e.Close()
+}
+
+// waitServing waits until the member serves clients and, when it starts as a
+// learner, until it is promoted.
+func (m *Member) waitServing(ctx context.Context) error {
+	s := m.etcd.Server
+	select {
+	case <-s.ReadyNotify():
+	case err := <-m.etcd.Err():
+		return m.serverError(err)
+	case <-s.StopNotify():
+		return m.stoppedError()
+	case <-ctx.Done():
+		return m.ctxError(ctx, "wait until ready",
+			"; a new cluster is ready once a quorum of its initial members runs and reaches each other's peer URLs")
+	}
+	if s.IsLearner() {
+		return m.promote(ctx)
+	}
+	return nil
+}
+
+// watch turns the first fatal error or unexpected stop of etcd into a value
+// on errc.
+func (m *Member) watch() {
+	defer close(m.watchDone)
+	var err error
+	select {
+	case <-m.closing:
+		return
+	case e, ok := <-m.etcd.Err():
+		if !ok {
+			return
+		}
+		err = m.serverError(e)
+	case <-m.etcd.Server.StopNotify():
+		err = m.stoppedError()
+	}
+	m.errc <- err
+}
+
+// stoppedError explains why the etcd server stopped on its own.
+func (m *Member) stoppedError() error {
+	return m.serverError(errors.New("etcd server stopped (see etcd's log)"))
+}
+
+// serverError wraps an error of the running server; when etcd said this
+// member was removed, that is the error.
+func (m *Member) serverError(err error) error {
+	s := m.etcd.Server
+	if m.removed.Load() || s.IsIDRemoved(uint64(s.MemberID())) {
+		return m.removedError()
+	}
+	return fmt.Errorf("embedded: member %q: %w", m.cfg.Name, err)
+}
+
+// removedError says that this member was removed and what to do about it.
+func (m *Member) removedError() error {
+	return fmt.Errorf("%w: member %q (%x) was removed from its cluster; delete its data dir %s before starting it again (with join set, it is then added as a new member)",
+		ErrRemoved, m.cfg.Name, m.ID(), m.cfg.DataDir)
+}
+
+// ctxError describes why ctx ended while Start was doing what.
+func (m *Member) ctxError(ctx context.Context, what, hint string) error {
+	if errors.Is(context.Cause(ctx), errStartTimeout) {
+		return fmt.Errorf("embedded: member %q: %s: not done within start_timeout %s%s",
+			m.cfg.Name, what, m.cfg.StartTimeout, hint)
+	}
+	return fmt.Errorf("embedded: member %q: %s: %w", m.cfg.Name, what, context.Cause(ctx))
+}
+
+// startError wraps an error of embed.StartEtcd, naming the URL when a listen
+// address is taken.
+func (c Config) startError(err error) error {
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "listen" || oe.Addr == nil {
+		return fmt.Errorf("embedded: start etcd member %q: %w", c.Name, err)
+	}
+	fields := []struct {
+		name string
+		urls []string
+	}{{"listen_peer_urls", c.ListenPeerURLs}, {"listen_client_urls", c.ListenClientURLs}}
+	for _, f := range fields {
+		for _, s := range f.urls {
+			if u, perr := url.Parse(s); perr == nil && u.Host == oe.Addr.String() {
+				return fmt.Errorf("embedded: cannot listen on %s (embedded.%s): %w", s, f.name, err)
+			}
+		}
+	}
+	return fmt.Errorf("embedded: cannot listen on %s: %w", oe.Addr, err)
+}
+
+// Err returns a channel that receives the error that stopped the member
+// after Start returned (ErrRemoved among them). The channel is closed by
+// Close; a nil receive means the member was closed.
+func (m *Member) Err() <-chan error { return m.errc }
+
+// Close stops the member and releases its data dir. It is idempotent.
+func (m *Member) Close() {
+	m.closeOnce.Do(func() {
+		close(m.closing)
+		<-m.watchDone
+		m.etcd.Close()
+		m.lock.Close()
+		close(m.errc)
+		m.log.Info("etcd member stopped", "name", m.cfg.Name)
+	})
+}
+
+// ID returns the member's ID in its cluster.
+func (m *Member) ID() uint64 { return uint64(m.etcd.Server.MemberID()) }
+
+// Name returns the member's name.
+func (m *Member) Name() string { return m.cfg.Name }
+
+// ClientURLs returns the URLs a client of this member should dial: the
+// advertised client URLs.
+func (m *Member) ClientURLs() []string { return append([]string(nil), m.cfg.AdvertiseClientURLs...) }
+
+// PeerURLs returns the member's advertised peer URLs.
+func (m *Member) PeerURLs() []string {
+	return append([]string(nil), m.cfg.InitialAdvertisePeerURLs...)
+}
+
+// embedConfig builds etcd's configuration for this start.
+func (c Config) embedConfig(zl *zap.Logger, initialCluster, state string) *embed.Config {
+	ec := embed.NewConfig()
+	ec.Name = c.Name
+	ec.Dir = c.DataDir
+	ec.ListenClientUrls = mustURLs(c.ListenClientURLs)
+	ec.AdvertiseClientUrls = mustURLs(c.AdvertiseClientURLs)
+	ec.ListenPeerUrls = mustURLs(c.ListenPeerURLs)
+	ec.AdvertisePeerUrls = mustURLs(c.InitialAdvertisePeerURLs)
+	ec.InitialCluster = initialCluster
+	ec.InitialClusterToken = c.InitialClusterToken
+	ec.ClusterState = state
+	ec.DNSCluster = c.DiscoverySRV
+	ec.TickMs = uint(c.HeartbeatInterval / time.Millisecond)
+	ec.ElectionMs = uint(c.ElectionTimeout / time.Millisecond)
+	ec.SnapshotCount = c.SnapshotCount
+	ec.AutoCompactionMode = embed.CompactorModePeriodic
+	ec.AutoCompactionRetention = c.AutoCompactionRetention.String()
+	ec.QuotaBackendBytes = c.QuotaBackendBytes
+	ec.Logger = "zap"
+	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)
+	return ec
+}
+
+// mustURLs parses URLs that Validate accepted.
+func mustURLs(ss []string) []url.URL {
+	us := make([]url.URL, len(ss))
+	for i, s := range ss {
+		u, err := url.Parse(s)
+		if err != nil {
+			panic(fmt.Sprintf("embedded: unvalidated URL %q: %v", s, err))
+		}
+		us[i] = *u
+	}
+	return us
+}
