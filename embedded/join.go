@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
 	"google.golang.org/grpc"
 )
 
@@ -60,7 +61,7 @@ func (m *Member) join(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("embedded: join %s: %w", strings.Join(c.Join, ","), err)
 	}
 	defer cli.Close()
-	for {
+	for attempt := 0; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		resp, err := cli.MemberAddAsLearner(rctx, c.InitialAdvertisePeerURLs)
 		cancel()
@@ -77,7 +78,10 @@ func (m *Member) join(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("embedded: join %s: add member %s: %w",
 				strings.Join(c.Join, ","), strings.Join(c.InitialAdvertisePeerURLs, ","), m.requestError(ctx, err))
 		}
-		m.log.Debug("cluster not ready to add a member; retrying", "error", err)
+		if attempt%25 == 0 { // every 5s: etcd refuses adds while any voting member is down
+			m.log.Warn("cluster not ready to add a member (every voting member must be up and connected); retrying",
+				"error", err)
+		}
 		if sleep(ctx, retryInterval) != nil {
 			return "", fmt.Errorf("%w (last error: %w)", m.ctxError(ctx, "join: add member", ""), err)
 		}
@@ -226,7 +230,7 @@ func (m *Member) newClient(endpoints []string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: requestTimeout,
-		Logger:      m.zl,
+		Logger:      zap.NewNop(), // its retry warnings would repeat what Start reports
 		DialOptions: []grpc.DialOption{grpc.WithNoProxy()},
 	})
 }

@@ -3,7 +3,7 @@ package embedded
 import (
 	"context"
 	"log/slog"
-	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -32,18 +32,78 @@ func zapLevel(l *slog.Logger) (lvl zapcore.Level, ok bool) {
 	return zapcore.InvalidLevel, false
 }
 
-// newZapLogger builds etcd's logger: JSON on stderr with component=etcd at the
-// level derived from l, or nothing at all when l discards. Whatever the level,
-// warnings that say this member was removed set removed.
-func newZapLogger(l *slog.Logger, removed *atomic.Bool) *zap.Logger {
+// newZapLogger builds etcd's logger: entries go to l's handler (so etcd's
+// lines share the sidecar's format and destination) with component=etcd, at
+// the level derived from l, or nowhere when l discards. Whatever the level,
+// warnings that say this member was removed set removed. Once closing is
+// set, etcd's complaints about its own listeners closing are dropped.
+func newZapLogger(l *slog.Logger, removed, closing *atomic.Bool) *zap.Logger {
 	inner := zapcore.NewNopCore()
 	if lvl, ok := zapLevel(l); ok {
-		enc := zap.NewProductionEncoderConfig()
-		enc.EncodeTime = zapcore.ISO8601TimeEncoder
-		inner = zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(os.Stderr), lvl)
-		inner = inner.With([]zapcore.Field{zap.String("component", "etcd")})
+		inner = slogCore{h: l.With("component", "etcd").Handler(), lvl: lvl, closing: closing}
 	}
 	return zap.New(watchCore{Core: inner, removed: removed})
+}
+
+// slogCore is a zap core that hands etcd's entries to a slog handler.
+type slogCore struct {
+	h       slog.Handler
+	lvl     zapcore.Level
+	closing *atomic.Bool
+}
+
+func (c slogCore) Enabled(l zapcore.Level) bool { return l >= c.lvl }
+func (c slogCore) Sync() error                  { return nil }
+
+func (c slogCore) With(fields []zapcore.Field) zapcore.Core {
+	return slogCore{h: c.h.WithAttrs(slogAttrs(fields)), lvl: c.lvl, closing: c.closing}
+}
+
+func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+// closedListener is how etcd reports its listeners closing under it.
+const closedListener = "use of closed network connection"
+
+func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	attrs := slogAttrs(fields)
+	if c.closing.Load() {
+		for _, a := range attrs {
+			if strings.Contains(a.Value.String(), closedListener) {
+				return nil // normal shutdown, not an error worth a line
+			}
+		}
+	}
+	level := slog.LevelError
+	switch {
+	case e.Level <= zapcore.DebugLevel:
+		level = slog.LevelDebug
+	case e.Level == zapcore.InfoLevel:
+		level = slog.LevelInfo
+	case e.Level == zapcore.WarnLevel:
+		level = slog.LevelWarn
+	}
+	r := slog.NewRecord(e.Time, level, e.Message, 0)
+	r.AddAttrs(attrs...)
+	return c.h.Handle(context.Background(), r)
+}
+
+// slogAttrs turns zap fields into slog attributes, sorted by key.
+func slogAttrs(fields []zapcore.Field) []slog.Attr {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	attrs := make([]slog.Attr, 0, len(enc.Fields))
+	for k, v := range enc.Fields {
+		attrs = append(attrs, slog.Any(k, v))
+	}
+	slices.SortFunc(attrs, func(a, b slog.Attr) int { return strings.Compare(a.Key, b.Key) })
+	return attrs
 }
 
 // watchCore passes entries to its inner core and also shows warnings and

@@ -1,9 +1,11 @@
 package embedded
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -36,8 +38,8 @@ func TestZapLevel(t *testing.T) {
 }
 
 func TestZapLoggerDetectsRemoval(t *testing.T) {
-	var removed atomic.Bool
-	zl := newZapLogger(slog.New(slog.DiscardHandler), &removed)
+	var removed, closing atomic.Bool
+	zl := newZapLogger(slog.New(slog.DiscardHandler), &removed, &closing)
 	removedErr := errors.New("the member has been permanently removed from the cluster")
 
 	zl.Info("server error", zap.Error(removedErr))
@@ -48,5 +50,37 @@ func TestZapLoggerDetectsRemoval(t *testing.T) {
 	zl.With(zap.String("local-member-id", "1")).Warn("server error", zap.Error(removedErr))
 	if !removed.Load() {
 		t.Fatalf("removal not detected from etcd's warning")
+	}
+}
+
+// etcd's entries reach the sidecar's slog handler in its format, with
+// component=etcd and their fields; listener noise is dropped only while
+// closing.
+func TestZapLoggerForwardsToSlog(t *testing.T) {
+	var buf bytes.Buffer
+	var removed, closing atomic.Bool
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	zl := newZapLogger(l, &removed, &closing)
+	zl.Info("below etcd's level")
+	zl.With(zap.String("local-member-id", "8e9e")).Warn("slow fdatasync", zap.Duration("took", 1500e6))
+	closed := errors.New("accept tcp 127.0.0.1:2379: use of closed network connection")
+	zl.Error("serving failed", zap.Error(closed))
+	closing.Store(true)
+	zl.Error("serving failed at close", zap.Error(closed))
+	zl.Error("other error at close", zap.Error(errors.New("disk full")))
+	out := buf.String()
+	for _, want := range []string{
+		`level=WARN msg="slow fdatasync" component=etcd local-member-id=8e9e took=1.5s`,
+		`level=ERROR msg="serving failed" component=etcd error="accept tcp`,
+		`level=ERROR msg="other error at close" component=etcd error="disk full"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"below etcd's level", "serving failed at close"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("log has %q:\n%s", unwanted, out)
+		}
 	}
 }

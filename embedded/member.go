@@ -30,6 +30,7 @@ type Member struct {
 	log     *slog.Logger
 	zl      *zap.Logger
 	removed *atomic.Bool // etcd logged that this member was removed
+	stopped *atomic.Bool // Close began: listener errors are expected
 	lock    *fileutil.LockedFile
 	etcd    *embed.Etcd
 
@@ -59,12 +60,13 @@ func Start(ctx context.Context, cfg Config) (*Member, error) {
 		cfg:       c,
 		log:       c.Logger.With("component", "embedded"),
 		removed:   new(atomic.Bool),
+		stopped:   new(atomic.Bool),
 		lock:      lock,
 		errc:      make(chan error, 1),
 		closing:   make(chan struct{}),
 		watchDone: make(chan struct{}),
 	}
-	m.zl = newZapLogger(c.Logger, m.removed)
+	m.zl = newZapLogger(c.Logger, m.removed, m.stopped)
 	ec, err := m.bootstrapConfig(ctx)
 	if err != nil {
 		lock.Close()
@@ -221,6 +223,7 @@ func (m *Member) Err() <-chan error { return m.errc }
 // Close stops the member and releases its data dir. It is idempotent.
 func (m *Member) Close() {
 	m.closeOnce.Do(func() {
+		m.stopped.Store(true)
 		close(m.closing)
 		<-m.watchDone
 		m.etcd.Close()

@@ -135,10 +135,11 @@ func Defaults() Config {
 			Namespace:   "/sidecar",
 		},
 		Embedded: EmbeddedConfig{
-			ListenClientURLs:        []string{"http://127.0.0.1:2379"},
-			ListenPeerURLs:          []string{"http://127.0.0.1:2380"},
-			InitialClusterToken:     "etcd-cluster",
-			InitialClusterState:     "new",
+			ListenClientURLs: []string{"http://127.0.0.1:2379"},
+			ListenPeerURLs:   []string{"http://127.0.0.1:2380"},
+			// initial_cluster_token and _state stay empty: the embedded
+			// package defaults them (etcd-cluster, new), and join needs the
+			// state unset.
 			HeartbeatInterval:       100 * time.Millisecond,
 			ElectionTimeout:         time.Second,
 			SnapshotCount:           10000,

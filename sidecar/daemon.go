@@ -174,6 +174,7 @@ func (d *Daemon) runEtcd(ctx context.Context) error {
 	defer cli.Close()
 	d.etcd.mu.Lock()
 	d.etcd.cli, d.etcd.lastErr = cli, nil
+	d.etcd.endpoints = cli.Endpoints() // DNS SRV resolved
 	d.etcd.mu.Unlock()
 	close(d.ready)
 	d.log.Info("etcd ready", "endpoints", cli.Endpoints())

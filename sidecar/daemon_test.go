@@ -45,31 +45,41 @@ type running struct {
 // startDaemon runs a daemon until the test ends and waits until it is ready.
 func startDaemon(t *testing.T, cfg Config) *running {
 	t.Helper()
-	d, err := New(cfg, slog.New(slog.DiscardHandler))
+	r, err := launch(t, cfg)
 	if err != nil {
-		t.Fatalf("New: %v", err)
+		t.Fatal(err)
+	}
+	return r
+}
+
+// launch is startDaemon returning its error, for use off the test goroutine.
+func launch(t *testing.T, cfg Config) (*running, error) {
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("SIDECAR_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", cfg.Name)
+	}
+	d, err := New(cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("New: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() { errc <- d.Run(ctx) }()
 	var result error
-	stopped := false
+	done := make(chan struct{})
+	go func() { result = d.Run(ctx); close(done) }()
 	stop := func() error {
-		if !stopped {
-			cancel()
-			result, stopped = <-errc, true
-		}
+		cancel()
+		<-done
 		return result
 	}
 	t.Cleanup(func() { stop() })
 	select {
 	case <-d.Ready():
-	case err := <-errc:
-		t.Fatalf("Run ended before ready: %v", err)
+	case <-done:
+		return nil, fmt.Errorf("Run ended before ready: %v", result)
 	case <-time.After(60 * time.Second):
-		t.Fatal("daemon not ready after 60s")
+		return nil, fmt.Errorf("daemon %s not ready after 60s", cfg.Name)
 	}
-	return &running{d: d, cli: client.New(cfg.SocketPath()), stop: stop}
+	return &running{d: d, cli: client.New(cfg.SocketPath()), stop: stop}, nil
 }
 
 func TestDaemonEmbeddedDefault(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
 
@@ -114,6 +115,9 @@ func (e *etcdConn) probe(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	_, err := cli.Get(ctx, key, clientv3.WithCountOnly())
+	if errors.Is(err, rpctypes.ErrPermissionDenied) {
+		err = nil // etcd checks permissions after the read got its quorum: it answers
+	}
 	if err != nil {
 		err = fmt.Errorf("etcd read failed: %w", err)
 	}

@@ -43,6 +43,32 @@ func TestDaemonJoinTLSAuth(t *testing.T) {
 	}
 }
 
+// A user without rights on the namespace is still connected: etcd answers
+// "permission denied" only after the read reached its quorum.
+func TestDaemonJoinLimitedUser(t *testing.T) {
+	srv, certs := etcdtest.StartSecure(t)
+	tlsArgs := []string{"--cacert=" + certs.CAFile, "--cert=" + certs.ClientCertFile, "--key=" + certs.ClientKeyFile}
+	for _, args := range [][]string{
+		{"role", "add", "app"},
+		{"role", "grant-permission", "app", "readwrite", "/app/", "--prefix"},
+		{"user", "add", "app:apppw", "--interactive=false"},
+		{"user", "grant-role", "app", "app"},
+	} {
+		if out, err := etcdtest.Etcdctl(t, srv.ClientURL, append(tlsArgs, args...)...); err != nil {
+			t.Fatalf("etcdctl %v: %v %s", args, err, out)
+		}
+	}
+	cfg := joinConfig(t, srv)
+	cfg.Etcd.Username, cfg.Etcd.Password = "app", "apppw"
+	// The server wants a client certificate; the password token decides the user.
+	cfg.Etcd.TLS = TLSConfig{CAFile: certs.CAFile, CertFile: certs.ClientCertFile, KeyFile: certs.ClientKeyFile}
+	r := startDaemon(t, cfg)
+	h, err := r.cli.Health(t.Context())
+	if err != nil || !h.Healthy {
+		t.Fatalf("health with a limited user = %+v, %v", h, err)
+	}
+}
+
 // A wrong password or CA is a configuration error: Run ends at once with a
 // message naming the endpoint and the cause, instead of retrying for ever.
 func TestDaemonJoinPermanentErrors(t *testing.T) {
