@@ -39,6 +39,9 @@ func New(socket string) *Client {
 	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
 }
 
+// Close closes idle connections to the daemon. The client stays usable.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
 // Socket returns the socket path the client dials.
 func (c *Client) Socket() string { return c.socket }
 

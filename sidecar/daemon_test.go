@@ -320,11 +320,14 @@ func TestHelperUIDClient(t *testing.T) {
 	if socket == "" {
 		t.Skip("helper process for TestUIDRefused")
 	}
-	resp, err := client.New(socket).Do(context.Background(), http.MethodGet, "/v1/status", nil, 403)
+	c := client.New(socket)
+	defer c.Close()
+	resp, err := c.Do(context.Background(), http.MethodGet, "/v1/status", nil, 403)
 	if err != nil {
 		fmt.Println("error:", err)
 		return
 	}
+	defer resp.Body.Close()
 	var e api.Error
 	json.NewDecoder(resp.Body).Decode(&e)
 	fmt.Printf("code=%d %s\n", resp.StatusCode, e.Error)
