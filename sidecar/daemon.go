@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
@@ -162,7 +163,7 @@ func (d *Daemon) runEtcd(ctx context.Context) error {
 		d.etcd.mu.Unlock()
 	}
 	d.etcd.mu.Lock()
-	d.etcd.endpoints = append(cc.Endpoints, dnsEndpoint(cc.DNSSRV)...)
+	d.etcd.endpoints = slices.Concat(cc.Endpoints, dnsEndpoint(cc.DNSSRV))
 	d.etcd.mu.Unlock()
 	cli, err := d.connect(ctx, cc)
 	if err != nil {

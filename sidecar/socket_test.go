@@ -7,18 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
-// shortDir returns a directory whose paths fit in a unix socket address.
-func shortDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "sc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+func shortDir(t *testing.T) string { return etcdtest.SocketDir(t) }
 
 func TestSocketBornWithFinalMode(t *testing.T) {
 	for _, mode := range []os.FileMode{0o600, 0o660, 0o666} {

@@ -46,16 +46,7 @@ func sidecarBinary(t testing.TB) string {
 	return binPath
 }
 
-// socketDir returns a short directory for sockets (sun_path is 108 bytes).
-func socketDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "sc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
+func socketDir(t *testing.T) string { return etcdtest.SocketDir(t) }
 
 type daemonProc struct {
 	cmd    *exec.Cmd

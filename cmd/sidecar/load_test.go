@@ -39,6 +39,7 @@ log:
 		{"file only", nil, nil, "from-file", "/file", "warn"},
 		{"env beats file", []string{"SIDECAR_NAME=from-env", "SIDECAR_ETCD_NAMESPACE=/env"}, nil, "from-env", "/env", "warn"},
 		{"flag beats env", []string{"SIDECAR_NAME=from-env"}, []string{"--name", "from-flag", "--log-level", "debug"}, "from-flag", "/file", "debug"},
+		{"flag beats env and file", []string{"SIDECAR_ETCD_NAMESPACE=/env"}, []string{"--namespace", "/flag"}, "from-file", "/flag", "warn"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,6 +69,20 @@ func TestDefaultsWithoutConfig(t *testing.T) {
 		strings.Join(cfg.Embedded.ListenPeerURLs, ",") != "http://127.0.0.1:2380" ||
 		cfg.Service.TTL != want.Service.TTL || cfg.Etcd.Namespace != "/sidecar" {
 		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+}
+
+func TestFlagList(t *testing.T) {
+	cmd := newRunCmd()
+	if err := cmd.Flags().Parse([]string{"--etcd-endpoints", "http://10.0.0.1:2379,http://10.0.0.2:2379"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig("", cmd.Flags(), []string{"SIDECAR_ETCD_ENDPOINTS=http://10.9.9.9:2379"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Etcd.Endpoints, " ") != "http://10.0.0.1:2379 http://10.0.0.2:2379" {
+		t.Fatalf("endpoints = %q", cfg.Etcd.Endpoints)
 	}
 }
 

@@ -33,3 +33,16 @@ func RunWithLeakCheck(m *testing.M, wait time.Duration) {
 	}
 	os.Exit(code)
 }
+
+// SocketDir returns a new directory, removed at cleanup, whose paths are
+// short enough for unix socket addresses (sun_path is 108 bytes; t.TempDir
+// paths carry the test name and can be longer).
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "sc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
