@@ -1,0 +1,262 @@
+package discovery_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/naming/endpoints"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/sidecar-dev/sidecar/discovery"
+)
+
+const prefix = "/sidecar/services"
+
+// newClient returns a client of endpoint, closed at cleanup, that
+// reconnects within about a second after an outage (gRPC's default backoff
+// grows to 120s).
+func newClient(t testing.TB, endpoint string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{endpoint},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		})},
+	})
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// startCache runs a cache on cli until cleanup, which fails the test if Run
+// returns an error or does not return.
+func startCache(t testing.TB, cli *clientv3.Client, cfg discovery.Config) *discovery.Cache {
+	t.Helper()
+	if cfg.Prefix == "" {
+		cfg.Prefix = prefix
+	}
+	c, err := discovery.New(cli, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return 10s after its context ended")
+		}
+	})
+	return c
+}
+
+// register writes an instance as the registry does, with endpoints.Manager.
+func register(t testing.TB, cli *clientv3.Client, service, id, addr string, weight int, node string, md map[string]string) int64 {
+	t.Helper()
+	target := prefix + "/" + service
+	m, err := endpoints.NewManager(cli, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := map[string]any{"id": id, "weight": weight, "node": node, "metadata": md}
+	if err := m.AddEndpoint(t.Context(), target+"/"+id, endpoints.Endpoint{Addr: addr, Metadata: meta}); err != nil {
+		t.Fatalf("register %s/%s: %v", service, id, err)
+	}
+	return currentRev(t, cli)
+}
+
+func currentRev(t testing.TB, cli *clientv3.Client) int64 {
+	t.Helper()
+	resp, err := cli.Get(t.Context(), "rev-probe", clientv3.WithCountOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+func put(t testing.TB, cli *clientv3.Client, key, value string) int64 {
+	t.Helper()
+	resp, err := cli.Put(t.Context(), key, value)
+	if err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+	return resp.Header.Revision
+}
+
+func del(t testing.TB, cli *clientv3.Client, key string) int64 {
+	t.Helper()
+	resp, err := cli.Delete(t.Context(), key)
+	if err != nil {
+		t.Fatalf("delete %s: %v", key, err)
+	}
+	return resp.Header.Revision
+}
+
+// eventually calls f until it returns nil, failing the test with f's last
+// error after timeout.
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// get calls Get with a 5s bound and fails the test on error.
+func get(t testing.TB, c *discovery.Cache, service string) discovery.Snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	snap, err := c.Get(ctx, service)
+	if err != nil {
+		t.Fatalf("Get %s: %v", service, err)
+	}
+	return snap
+}
+
+// next receives from ch until a snapshot satisfies ok, failing the test
+// after timeout or when ch closes.
+func next(t testing.TB, ch <-chan discovery.Snapshot, timeout time.Duration, what string, ok func(discovery.Snapshot) bool) discovery.Snapshot {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var last discovery.Snapshot
+	for {
+		select {
+		case s, open := <-ch:
+			if !open {
+				t.Fatalf("%s: channel closed; last snapshot %s", what, describe(last))
+			}
+			if ok(s) {
+				return s
+			}
+			last = s
+		case <-timer.C:
+			t.Fatalf("%s: not within %s; last snapshot %s", what, timeout, describe(last))
+		}
+	}
+}
+
+// describe renders a snapshot compactly: rev, stale and id=weight pairs.
+func describe(s discovery.Snapshot) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rev=%d stale=%v [", s.Revision, s.Stale)
+	for i, in := range s.Instances {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", in.ID, in.Weight)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// ids returns the instance ids of s joined by commas.
+func ids(s discovery.Snapshot) string {
+	out := make([]string, len(s.Instances))
+	for i, in := range s.Instances {
+		out[i] = in.ID
+	}
+	return strings.Join(out, ",")
+}
+
+func weightOf(s discovery.Snapshot, id string) int {
+	for _, in := range s.Instances {
+		if in.ID == id {
+			return in.Weight
+		}
+	}
+	return -1
+}
+
+// logBuffer collects a logger's output for assertions.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// metric sums the samples of the Prometheus metric name (any labels) that
+// the etcd member at clientURL serves on /metrics. An embedded member's
+// metrics are process-wide, so tests that read them do not run in
+// parallel.
+func metric(t testing.TB, clientURL, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(clientURL + "/metrics")
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	found := false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics: %q: %v", line, err)
+		}
+		sum += v
+		found = true
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
+	if !found {
+		t.Fatalf("metrics: no %s", name)
+	}
+	return sum
+}
+
+var errNotYet = errors.New("not yet")
