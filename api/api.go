@@ -134,3 +134,31 @@ type EndpointStatus struct {
 	Errors      []string `json:"errors,omitempty"`
 	Error       string   `json:"error,omitempty"`
 }
+
+// Services is the body of GET /v1/services.
+type Services struct {
+	Services []string `json:"services"`
+}
+
+// Service is the body of GET /v1/services/{name}, and each line of its
+// ?watch=true stream.
+type Service struct {
+	Service   string     `json:"service"`
+	Revision  int64      `json:"revision"`
+	Stale     bool       `json:"stale"`
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one registered instance of a service.
+type Instance struct {
+	ID       string            `json:"id"`
+	Addr     string            `json:"addr"`
+	Weight   int               `json:"weight"`
+	Node     string            `json:"node,omitempty"`
+	Metadata map[string]string `json:"metadata"`
+}
+
+// Weight is the body of PUT /v1/registration/weight and of its answer.
+type Weight struct {
+	Weight int `json:"weight"`
+}

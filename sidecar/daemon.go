@@ -10,13 +10,16 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	sdnotify "github.com/coreos/go-systemd/v22/daemon"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sidecar-dev/sidecar/discovery"
 	"github.com/sidecar-dev/sidecar/embedded"
+	"github.com/sidecar-dev/sidecar/registry"
 )
 
 // Daemon is the sidecar process: local API, etcd member or client, and the
@@ -30,6 +33,9 @@ type Daemon struct {
 	etcd           etcdConn
 	ready          chan struct{} // closed once etcd answered
 	metricsHandler http.Handler
+
+	reg  atomic.Pointer[registry.Registrar] // set once etcd is up, if a service is configured
+	disc atomic.Pointer[discovery.Cache]    // set once etcd is up
 }
 
 // NewLogger builds the daemon's logger from the log section.
@@ -59,6 +65,9 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	}
 	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{})}
 	d.metrics = newMetrics(d.probe)
+	if cfg.Service.Name != "" {
+		d.metrics.reg.MustRegister(newRegistrationCollector(d))
+	}
 	d.metricsHandler = d.promHandler()
 	return d, nil
 }
@@ -184,10 +193,37 @@ func (d *Daemon) runEtcd(ctx context.Context) error {
 }
 
 // serveComponents runs the parts built on etcd until ctx ends or the
-// embedded member fails.
+// embedded member fails; each cleans up (deregisters) before returning.
 func (d *Daemon) serveComponents(ctx context.Context, cli *clientv3.Client, member *embedded.Member) error {
+	disc, err := discovery.New(cli, discovery.Config{Prefix: d.cfg.Etcd.Namespace + "/services", Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("sidecar: discovery: %w", err)
+	}
+	var reg *registry.Registrar
+	if d.cfg.Service.Name != "" {
+		rc := d.cfg.RegistryConfig()
+		rc.Logger = d.log
+		if reg, err = registry.New(cli, rc); err != nil {
+			return fmt.Errorf("sidecar: registry: %w", err)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { d.watchConnState(gctx, cli); return nil })
+	g.Go(func() error { return disc.Run(gctx) })
+	d.disc.Store(disc)
+	if reg != nil {
+		g.Go(func() error {
+			err := reg.Run(gctx)
+			if err != nil && gctx.Err() != nil {
+				// Shutting down and the revoke failed (etcd unreachable):
+				// the lease expires within its TTL; the exit stays clean.
+				d.log.Error("deregister at shutdown failed; the key goes when its lease expires", "err", err, "ttl_s", d.cfg.Service.TTL.Seconds())
+				return nil
+			}
+			return err
+		})
+		d.reg.Store(reg)
+	}
 	if member != nil {
 		g.Go(func() error {
 			select {

@@ -39,10 +39,10 @@ func (d *Daemon) etcdComponent(ctx context.Context) api.Component {
 func (d *Daemon) health(ctx context.Context) api.Health {
 	h := api.Health{Components: map[string]api.Component{
 		"etcd":         d.etcdComponent(ctx),
-		"registration": {State: api.StateDisabled},
+		"registration": d.registrationComponent(),
 		"config":       {State: api.StateDisabled},
 	}}
-	h.Healthy = h.Components["etcd"].State == api.StateOK
+	h.Healthy = h.Components["etcd"].State == api.StateOK && h.Components["registration"].State != api.RegLost
 	return h
 }
 
@@ -68,6 +68,7 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		Elections: []api.Hold{},
 	}
 	st.Etcd = d.etcdStatus(ctx)
+	st.Registration = d.registration()
 	return st
 }
 

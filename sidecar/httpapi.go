@@ -39,6 +39,10 @@ func (d *Daemon) routes() []route {
 		{"GET", "/v1/health", d.handleHealth},
 		{"GET", "/v1/status", d.handleStatus},
 		{"GET", "/v1/cluster", d.handleCluster},
+		{"GET", "/v1/services", d.handleServices},
+		{"GET", "/v1/services/{name}", d.handleService},
+		{"GET", "/v1/services/{name}/pick", d.handlePick},
+		{"PUT", "/v1/registration/weight", d.handleWeight},
 		{"GET", "/metrics", d.handleMetrics},
 	}
 }

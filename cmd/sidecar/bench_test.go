@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,30 +162,29 @@ func reportMem(b *testing.B, m memKB) {
 	b.ReportMetric(float64(m.anon)/1024, "rss_anon_MiB")
 }
 
-// etcdCalls sums grpc_client_started_total from the daemon's metrics.
-func etcdCalls(b *testing.B, cli *client.Client) float64 {
+// etcdCalls reads the daemon's gRPC client metrics: unary calls started,
+// and messages sent on streams (keep-alives among them), in total and on
+// LeaseKeepAlive.
+func etcdCalls(b *testing.B, cli *client.Client) (unary, streamMsgs, keepAlives float64) {
 	resp, err := cli.Do(context.Background(), "GET", "/metrics", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body := new(strings.Builder)
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := resp.Body.Read(buf)
-		body.Write(buf[:n])
-		if err != nil {
-			break
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		switch {
+		case strings.HasPrefix(line, "grpc_client_started_total{") && strings.Contains(line, `grpc_type="unary"`):
+			unary += v
+		case strings.HasPrefix(line, "grpc_client_msg_sent_total{") && !strings.Contains(line, `grpc_type="unary"`):
+			streamMsgs += v
+			if strings.Contains(line, `grpc_method="LeaseKeepAlive"`) {
+				keepAlives += v
+			}
 		}
 	}
-	var sum float64
-	for _, line := range strings.Split(body.String(), "\n") {
-		if strings.HasPrefix(line, "grpc_client_started_total{") {
-			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-			sum += v
-		}
-	}
-	return sum
+	return unary, streamMsgs, keepAlives
 }
 
 // BenchmarkIdle: CPU, RSS and requests to etcd of an idle daemon over
@@ -200,14 +200,16 @@ func BenchmarkIdle(b *testing.B) {
 			cmd, cli, _ := startBench(b, yaml)
 			time.Sleep(5 * time.Second) // settle
 			t0, _ := procSample(b, cmd.Process.Pid)
-			c0 := etcdCalls(b, cli)
+			u0, s0, k0 := etcdCalls(b, cli)
 			time.Sleep(window)
 			t1, rss := procSample(b, cmd.Process.Pid)
-			c1 := etcdCalls(b, cli)
+			u1, s1, k1 := etcdCalls(b, cli)
 			stopBench(cmd)
 			b.ReportMetric(float64(t1-t0)/100/window.Seconds()*100, "cpu_%")
 			reportMem(b, rss)
-			b.ReportMetric(c1-c0, "etcd_calls")
+			b.ReportMetric(u1-u0, "etcd_unary_calls")
+			b.ReportMetric(s1-s0, "etcd_stream_msgs")
+			b.ReportMetric(k1-k0, "keepalives")
 			b.ReportMetric(float64(fi.Size())/(1<<20), "binary_MiB")
 			b.ReportMetric(0, "ns/op")
 		}
@@ -215,6 +217,10 @@ func BenchmarkIdle(b *testing.B) {
 	b.Run("join", func(b *testing.B) {
 		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
 		run(b, joinYAML(b, srv.ClientURL))
+	})
+	b.Run("join-registered-ttl5s", func(b *testing.B) {
+		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
+		run(b, joinYAML(b, srv.ClientURL)+"service: {name: orders, address: 127.0.0.1, port: 8080, ttl: 5s}\n")
 	})
 	b.Run("embedded", func(b *testing.B) { run(b, embeddedYAML(b)) })
 	b.Run("floor-bare-clientv3", func(b *testing.B) {

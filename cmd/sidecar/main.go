@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("socket", "", "unix socket of the daemon's local API (env SIDECAR_SOCKET; default "+sidecar.DefaultSocketPath()+")")
-	root.AddCommand(newRunCmd(), newStatusCmd(), newClusterCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newClusterCmd(), newVersionCmd())
 	return root
 }
 

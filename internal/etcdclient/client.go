@@ -17,12 +17,14 @@ import (
 )
 
 // Connection tuning. gRPC's default reconnect backoff grows to 120s; etcd
-// members come back in seconds, so the sidecar should notice within a few.
+// members come back in seconds, and the registry must re-register within
+// 1s of etcd being reachable, so reconnect attempts stay under a second
+// apart (with jitter) however long the outage.
 const (
 	keepAliveTime    = 10 * time.Second // ping an idle-looking connection after this
 	keepAliveTimeout = 3 * time.Second  // and drop it when the ping is not answered
 	reconnectBase    = 250 * time.Millisecond
-	reconnectMax     = 3 * time.Second
+	reconnectMax     = 800 * time.Millisecond
 )
 
 // healthKey is read by Check, as by etcdctl endpoint health. A user without

@@ -13,14 +13,14 @@ import (
 
 // TestReconnectAfterOutage checks the bound on gRPC's reconnect backoff:
 // after a 10s outage gRPC's default would wait another ~6.5s (±20%) before
-// its next attempt; the client's bound is 3s (+20% jitter).
+// its next attempt; the client's bound is 800ms (+20% jitter).
 func TestReconnectAfterOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes a 10s outage")
 	}
 	const (
 		outage = 10 * time.Second
-		limit  = 3*time.Second*12/10 + time.Second // backoff bound with jitter, plus a connect
+		limit  = 800*time.Millisecond*12/10 + time.Second // backoff bound with jitter, plus a connect
 	)
 	s := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	cli := newChecked(t, etcdclient.Config{Endpoints: []string{s.ClientURL}})

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
+)
+
+func serviceYAML(t *testing.T, etcdURL string) string {
+	return fmt.Sprintf(`
+name: node-a
+data_dir: %s
+etcd: {endpoints: [%s]}
+service: {name: orders, address: 127.0.0.1, port: 8080, ttl: 2s, metadata: {zone: a}}
+`, t.TempDir(), etcdURL)
+}
+
+const ordersKey = "/sidecar/services/orders/orders-node-a-8080"
+
+func waitKey(t *testing.T, cli *clientv3.Client, present bool, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		resp, err := cli.Get(context.Background(), ordersKey)
+		if err == nil && (len(resp.Kvs) == 1) == present {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("key present=%v not reached within %s (err %v)", present, within, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The built binary registers, answers the CLI, changes weight, and on
+// SIGTERM removes its key at once and leaves no lease behind.
+func TestE2ERegisterWeightSigterm(t *testing.T) {
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	cli := srv.Client(t)
+	p := startProc(t, serviceYAML(t, srv.ClientURL))
+	p.waitHealthy(t)
+	waitKey(t, cli, true, 5*time.Second)
+
+	out, err := p.cli(t, "services")
+	if err != nil || strings.TrimSpace(out) != "orders" {
+		t.Fatalf("services: %q %v", out, err)
+	}
+	out, err = p.cli(t, "services", "orders")
+	if err != nil || !strings.Contains(out, "orders-node-a-8080") || !strings.Contains(out, "127.0.0.1:8080") || !strings.Contains(out, "zone=a") {
+		t.Fatalf("services orders:\n%s %v", out, err)
+	}
+	if out, err := p.cli(t, "weight", "0"); err != nil || out != "weight 0\n" {
+		t.Fatalf("weight 0: %q %v", out, err)
+	}
+	out, err = p.cli(t, "services", "orders", "--json")
+	var s api.Service
+	if err != nil || json.Unmarshal([]byte(out), &s) != nil || len(s.Instances) != 1 || s.Instances[0].Weight != 0 {
+		t.Fatalf("services --json after weight 0: %s %v", out, err)
+	}
+	if _, err := p.cli(t, "weight", "-3"); err == nil {
+		t.Fatal("weight -3 accepted")
+	}
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	gone := waitKey(t, cli, false, 5*time.Second)
+	t.Logf("key gone %s after SIGTERM", gone)
+	if code := p.terminate(t); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if out, err := etcdtest.Etcdctl(t, srv.ClientURL, "lease", "list"); err != nil || !strings.Contains(out, "found 0 leases") {
+		t.Fatalf("etcdctl lease list after SIGTERM: %q %v", out, err)
+	}
+}
+
+// SIGKILL: nobody revokes, so the key goes when the lease expires (TTL 2s).
+func TestE2ESigkillKeyExpires(t *testing.T) {
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	cli := srv.Client(t)
+	p := startProc(t, serviceYAML(t, srv.ClientURL))
+	p.waitHealthy(t)
+	waitKey(t, cli, true, 5*time.Second)
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	gone := waitKey(t, cli, false, 10*time.Second)
+	t.Logf("key gone %s after SIGKILL (ttl 2s)", gone)
+	if gone < time.Second {
+		t.Fatalf("key gone after %s: a killed sidecar cannot revoke, it must live until the lease expires", gone)
+	}
+}
+
+// `etcdctl del` of the key: the sidecar writes it back.
+func TestE2EKeyDeletedByOperator(t *testing.T) {
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	cli := srv.Client(t)
+	p := startProc(t, serviceYAML(t, srv.ClientURL))
+	p.waitHealthy(t)
+	waitKey(t, cli, true, 5*time.Second)
+	if out, err := etcdtest.Etcdctl(t, srv.ClientURL, "del", ordersKey); err != nil || strings.TrimSpace(out) != "1" {
+		t.Fatalf("etcdctl del: %q %v", out, err)
+	}
+	back := waitKey(t, cli, true, 5*time.Second)
+	t.Logf("key back %s after etcdctl del", back)
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sidecar-dev/sidecar/api"
+)
+
+func newServicesCmd() *cobra.Command {
+	var asJSON, watch bool
+	cmd := &cobra.Command{
+		Use:   "services [NAME] [--watch] [--json]",
+		Short: "List service names, or one service's instances with weights",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := newClient(cmd)
+			out := cmd.OutOrStdout()
+			if len(args) == 0 {
+				if watch {
+					return errors.New("--watch needs a service NAME")
+				}
+				names, err := c.Services(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONOut(out, api.Services{Services: names})
+				}
+				for _, n := range names {
+					fmt.Fprintln(out, n)
+				}
+				return nil
+			}
+			if !watch {
+				s, err := c.Service(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSONOut(out, s)
+				}
+				return printService(out, s, false)
+			}
+			st, err := c.WatchService(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			for {
+				s, err := st.Next()
+				if err == io.EOF || cmd.Context().Err() != nil {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				if err := printService(out, s, asJSON); err != nil {
+					return err
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (one object per line with --watch)")
+	cmd.Flags().BoolVar(&watch, "watch", false, "print the instances again after every change")
+	return cmd
+}
+
+func printService(out io.Writer, s api.Service, asJSON bool) error {
+	if asJSON {
+		return writeJSONLine(out, s)
+	}
+	stale := ""
+	if s.Stale {
+		stale = " (STALE: etcd unreachable, answer from cache)"
+	}
+	fmt.Fprintf(out, "%s: %d instances at revision %d%s\n", s.Service, len(s.Instances), s.Revision, stale)
+	if len(s.Instances) == 0 {
+		return nil
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tADDR\tWEIGHT\tNODE\tMETADATA")
+	for _, in := range s.Instances {
+		var md []string
+		for _, k := range slices.Sorted(maps.Keys(in.Metadata)) {
+			md = append(md, k+"="+in.Metadata[k])
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", in.ID, in.Addr, in.Weight, in.Node, strings.Join(md, ","))
+	}
+	return w.Flush()
+}
+
+func newWeightCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "weight N",
+		Short: "Set this sidecar's registered weight (0..10000; 0 = drain: listed, never picked)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 0 || n > 10000 {
+				return &exitError{code: 2, err: fmt.Errorf("sidecar: weight %q: want a whole number in 0..10000", args[0])}
+			}
+			if err := newClient(cmd).SetWeight(cmd.Context(), n); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "weight %d\n", n)
+			return nil
+		},
+	}
+}

@@ -1,0 +1,99 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/registry"
+)
+
+// RegistryConfig maps the service section onto the registry's Config.
+func (c *Config) RegistryConfig() registry.Config {
+	s := c.Service
+	return registry.Config{
+		Prefix:       c.Etcd.Namespace + "/services",
+		Service:      s.Name,
+		ID:           s.ID,
+		Node:         c.Name,
+		Addr:         net.JoinHostPort(s.Address, strconv.Itoa(s.Port)),
+		Weight:       s.Weight,
+		Metadata:     s.Metadata,
+		TTL:          s.TTL,
+		DrainTimeout: s.DrainTimeout,
+		Check:        registry.CheckConfig(s.Check),
+	}
+}
+
+// registration is the registration part of /v1/status; nil without a service.
+func (d *Daemon) registration() *api.Registration {
+	if d.cfg.Service.Name == "" {
+		return nil
+	}
+	if r := d.reg.Load(); r != nil {
+		st := r.Status()
+		return &api.Registration{
+			Service: st.Service, ID: st.ID, Addr: st.Addr, Weight: st.Weight, State: st.State,
+			LeaseID: st.LeaseID, TTLRemainingS: st.TTLRemaining.Seconds(), Reregistrations: st.Reregistrations,
+			LastError: st.LastError,
+		}
+	}
+	rc := d.cfg.RegistryConfig()
+	return &api.Registration{Service: rc.Service, ID: rc.ID, Addr: rc.Addr, Weight: rc.Weight, State: api.RegStarting}
+}
+
+// registrationComponent is the registration part of /v1/health: only a lost
+// registration makes the sidecar unhealthy; a critical check is the app's
+// problem.
+func (d *Daemon) registrationComponent() api.Component {
+	reg := d.registration()
+	if reg == nil {
+		return api.Component{State: api.StateDisabled}
+	}
+	c := api.Component{State: reg.State, Error: reg.LastError}
+	if reg.State == api.RegRegistered {
+		c.State = api.StateOK
+	}
+	return c
+}
+
+// handleWeight sets this sidecar's registered weight; it answers once etcd
+// holds the new value.
+func (d *Daemon) handleWeight(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Weight *int `json:"weight"`
+	}
+	if !decodeJSON(w, r, &body) {
+		return
+	}
+	if body.Weight == nil || *body.Weight < 0 || *body.Weight > 10000 {
+		writeError(w, http.StatusBadRequest, `want {"weight":N} with N in 0..10000 (0 = drained)`)
+		return
+	}
+	if d.cfg.Service.Name == "" {
+		writeError(w, http.StatusNotFound, "this sidecar registers no service (service.name is empty)")
+		return
+	}
+	reg := d.reg.Load()
+	if reg == nil {
+		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+d.notReadyReason())
+		return
+	}
+	if err := reg.SetWeight(r.Context(), *body.Weight); err != nil {
+		code := http.StatusServiceUnavailable
+		msg := fmt.Sprintf("etcd unavailable: weight %d not stored: %v", *body.Weight, err)
+		if st := reg.Status(); errors.Is(err, registry.ErrNotRegistered) {
+			if st.State != api.RegLost {
+				code = http.StatusConflict
+			}
+			msg = fmt.Sprintf("weight %d kept but not in etcd: the instance is %s now; it is written with the next registration", *body.Weight, st.State)
+		}
+		writeError(w, code, msg)
+		return
+	}
+	d.log.Info("weight changed", "service", d.cfg.Service.Name, "weight", *body.Weight)
+	writeJSON(w, http.StatusOK, api.Weight{Weight: *body.Weight})
+}
