@@ -1,11 +1,16 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/sidecar-dev/sidecar/api"
 )
@@ -123,5 +128,59 @@ func waitHealthy(t *testing.T, r *running) {
 			t.Fatalf("not healthy: %+v %v", h, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A leader change in a three-member cluster never leaves the instance
+// silently absent: after the move the key is there and the state is
+// registered.
+func TestRegistrationSurvivesLeaderChange(t *testing.T) {
+	cfgs := clusterNodes(t, 3)
+	cfgs[0] = withService(cfgs[0], "orders", 8080)
+	nodes, errs := make([]*running, 3), make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range cfgs {
+		wg.Add(1)
+		go func() { defer wg.Done(); nodes[i], errs[i] = launch(t, cfgs[i]) }()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d: %v", i+1, err)
+		}
+	}
+	waitFor(t, "registered", 5*time.Second, func() bool { return registered(t, nodes[0].cli) })
+	key := "/sidecar/services/orders/orders-etcd01-8080"
+	for round := 0; round < 3; round++ {
+		cl, err := nodes[0].cli.Cluster(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var leaderURL string
+		var target uint64
+		for _, m := range cl.Members {
+			id, _ := strconv.ParseUint(m.ID, 16, 64)
+			if m.Endpoints[0].IsLeader {
+				leaderURL = m.ClientURLs[0]
+			} else {
+				target = id
+			}
+		}
+		lc, err := clientv3.New(clientv3.Config{Endpoints: []string{leaderURL}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = lc.MoveLeader(t.Context(), target)
+		lc.Close()
+		if err != nil {
+			t.Fatalf("move leader: %v", err)
+		}
+		waitFor(t, "key present after leader change", 5*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			c := nodes[1].d.etcd.client()
+			resp, err := c.Get(ctx, key)
+			return err == nil && len(resp.Kvs) == 1 && registered(t, nodes[0].cli)
+		})
 	}
 }

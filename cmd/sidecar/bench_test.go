@@ -69,13 +69,19 @@ func stopBench(cmd *exec.Cmd) {
 	cmd.Wait()
 }
 
-func reportQuantiles(b *testing.B, samples []time.Duration) {
+// quantiles returns p50 and p99 of samples in milliseconds.
+func quantiles(samples []time.Duration) (p50, p99 float64) {
 	slices.Sort(samples)
 	q := func(p float64) float64 {
 		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))].Microseconds()) / 1000
 	}
-	b.ReportMetric(q(0.5), "p50_ms")
-	b.ReportMetric(q(0.99), "p99_ms")
+	return q(0.5), q(0.99)
+}
+
+func reportQuantiles(b *testing.B, samples []time.Duration) {
+	p50, p99 := quantiles(samples)
+	b.ReportMetric(p50, "p50_ms")
+	b.ReportMetric(p99, "p99_ms")
 	b.ReportMetric(0, "ns/op")
 }
 
