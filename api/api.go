@@ -84,6 +84,10 @@ type Registration struct {
 	TTLRemainingS   float64 `json:"ttl_remaining_s"`
 	Reregistrations int64   `json:"reregistrations"`
 	LastError       string  `json:"last_error,omitempty"`
+	Key             string  `json:"key,omitempty"`
+	// Check is the health check's state: none, pending, passing or critical.
+	Check      string `json:"check,omitempty"`
+	CheckError string `json:"check_error,omitempty"`
 }
 
 // ConfigMapping is one mirrored prefix, as in GET /v1/config.

@@ -69,14 +69,28 @@ func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Chec
 // closedListener is how etcd reports its listeners closing under it.
 const closedListener = "use of closed network connection"
 
+// servingFailed is what etcd logs when a client or peer server stops
+// serving, which Close makes every server do.
+const servingFailed = "setting up serving from embedded etcd failed."
+
+// shutdownNoise reports whether an entry only says that etcd's servers
+// stopped, which is what Close asked for.
+func shutdownNoise(msg string, attrs []slog.Attr) bool {
+	if msg == servingFailed {
+		return true
+	}
+	for _, a := range attrs {
+		if strings.Contains(a.Value.String(), closedListener) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	attrs := slogAttrs(fields)
-	if c.closing.Load() {
-		for _, a := range attrs {
-			if strings.Contains(a.Value.String(), closedListener) {
-				return nil // normal shutdown, not an error worth a line
-			}
-		}
+	if c.closing.Load() && shutdownNoise(e.Message, attrs) {
+		return nil // normal shutdown, not an error worth a line
 	}
 	level := slog.LevelError
 	switch {

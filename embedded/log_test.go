@@ -67,6 +67,7 @@ func TestZapLoggerForwardsToSlog(t *testing.T) {
 	zl.Error("serving failed", zap.Error(closed))
 	closing.Store(true)
 	zl.Error("serving failed at close", zap.Error(closed))
+	zl.Error("setting up serving from embedded etcd failed.", zap.Error(errors.New("mux: server closed")))
 	zl.Error("other error at close", zap.Error(errors.New("disk full")))
 	out := buf.String()
 	for _, want := range []string{
@@ -78,7 +79,7 @@ func TestZapLoggerForwardsToSlog(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
-	for _, unwanted := range []string{"below etcd's level", "serving failed at close"} {
+	for _, unwanted := range []string{"below etcd's level", "serving failed at close", "setting up serving"} {
 		if strings.Contains(out, unwanted) {
 			t.Errorf("log has %q:\n%s", unwanted, out)
 		}

@@ -38,7 +38,7 @@ func (d *Daemon) registration() *api.Registration {
 		return &api.Registration{
 			Service: st.Service, ID: st.ID, Addr: st.Addr, Weight: st.Weight, State: st.State,
 			LeaseID: st.LeaseID, TTLRemainingS: st.TTLRemaining.Seconds(), Reregistrations: st.Reregistrations,
-			LastError: st.LastError,
+			LastError: st.LastError, Key: st.Key, Check: st.CheckState, CheckError: st.CheckError,
 		}
 	}
 	rc := d.cfg.RegistryConfig()

@@ -61,6 +61,12 @@ func printStatus(out io.Writer, st api.Status) {
 	if r := st.Registration; r != nil {
 		fmt.Fprintf(w, "registration:\t%s %s at %s weight %d: %s (lease %x, ttl %.1fs left, re-registered %d times)\n",
 			r.Service, r.ID, r.Addr, r.Weight, r.State, r.LeaseID, r.TTLRemainingS, r.Reregistrations)
+		if r.Check != "" && r.Check != "none" {
+			fmt.Fprintf(w, "  check:\t%s %s\n", r.Check, r.CheckError)
+		}
+		if r.LastError != "" {
+			fmt.Fprintf(w, "  last error:\t%s\n", r.LastError)
+		}
 	} else {
 		fmt.Fprintf(w, "registration:\tnone (no service configured)\n")
 	}
