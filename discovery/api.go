@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
 // Get returns the current snapshot of service. The first call for a
@@ -79,7 +81,7 @@ func (c *Cache) Services(ctx context.Context) ([]string, error) {
 	end := clientv3.GetPrefixRangeEnd(c.root)
 	key := c.root
 	var rev int64
-	var names []string
+	var found []string
 	for {
 		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(pageSize)}
 		if rev != 0 {
@@ -97,9 +99,9 @@ func (c *Cache) Services(ctx context.Context) ([]string, error) {
 		known := false // whether the page's last key belongs to a listed service
 		for _, kv := range resp.Kvs {
 			name, id, ok := strings.Cut(string(kv.Key[len(c.root):]), "/")
-			known = ok && validName(name) && validName(id)
-			if known && (len(names) == 0 || names[len(names)-1] != name) {
-				names = append(names, name)
+			known = ok && names.Valid(name) && names.Valid(id)
+			if known && (len(found) == 0 || found[len(found)-1] != name) {
+				found = append(found, name)
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
@@ -113,6 +115,6 @@ func (c *Cache) Services(ctx context.Context) ([]string, error) {
 			key = last + "\x00"
 		}
 	}
-	slices.Sort(names)
-	return slices.Compact(names), nil
+	slices.Sort(found)
+	return slices.Compact(found), nil
 }

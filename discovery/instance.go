@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
+
+	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
 // DefaultWeight is the weight of an instance whose record has none.
@@ -18,9 +20,6 @@ const DefaultWeight = 100
 // maxWeight bounds the weights accepted from etcd, so that sums of many
 // weights cannot overflow.
 const maxWeight = math.MaxInt32
-
-// namePattern is what validName accepts, for error messages.
-const namePattern = "[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 // Instance is one registered instance of a service. Metadata is shared with
 // the cache: treat it as read-only.
@@ -32,26 +31,9 @@ type Instance struct {
 	Metadata map[string]string `json:"metadata,omitempty"`
 }
 
-// validName reports whether s matches namePattern.
-func validName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 func checkName(name string) error {
-	if !validName(name) {
-		return fmt.Errorf("%w %q: want %s", ErrBadName, name, namePattern)
+	if !names.Valid(name) {
+		return fmt.Errorf("%w %q: want %s", ErrBadName, name, names.Pattern)
 	}
 	return nil
 }

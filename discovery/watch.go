@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
 const (
@@ -179,7 +181,7 @@ func (c *Cache) apply(s *service, evs []*clientv3.Event) int64 {
 				in = &v
 			}
 		}
-		if validName(id) {
+		if names.Valid(id) {
 			upd[id] = in // a value that does not parse replaces the old one too
 		}
 	}
@@ -193,7 +195,7 @@ func (c *Cache) decode(prefix, key string, value []byte) (Instance, error) {
 	id := key[len(prefix):]
 	var in Instance
 	var err error
-	if !validName(id) {
+	if !names.Valid(id) {
 		err = fmt.Errorf("id %q is not a valid name", id)
 	} else {
 		in, err = parseInstance(id, value)

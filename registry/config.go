@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
 // Limits and defaults of Config.
@@ -21,9 +23,6 @@ const (
 	DefaultCheckTimeout           = 2 * time.Second
 	DefaultFailuresBeforeCritical = 3
 )
-
-// namePattern is what service names and ids must match (SPEC §4).
-const namePattern = "[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 
 // ErrInvalidConfig is wrapped by every *FieldError returned by New.
 var ErrInvalidConfig = errors.New("registry: invalid config")
@@ -134,11 +133,11 @@ func (c Config) validate() error {
 	case strings.HasSuffix(c.Prefix, "/"):
 		bad("Prefix", strconv.Quote(c.Prefix), "must not end with /")
 	}
-	if !validName(c.Service) {
-		bad("Service", strconv.Quote(c.Service), "must match "+namePattern)
+	if !names.Valid(c.Service) {
+		bad("Service", strconv.Quote(c.Service), "must match "+names.Pattern)
 	}
-	if !validName(c.ID) {
-		bad("ID", strconv.Quote(c.ID), "must match "+namePattern)
+	if !names.Valid(c.ID) {
+		bad("ID", strconv.Quote(c.ID), "must match "+names.Pattern)
 	}
 	if c.Node == "" {
 		bad("Node", `""`, "must not be empty")
@@ -201,23 +200,6 @@ func (c CheckConfig) validate() []error {
 		bad("FailuresBeforeCritical", strconv.Itoa(c.FailuresBeforeCritical), "must be at least 1")
 	}
 	return errs
-}
-
-// validName reports whether s matches namePattern.
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case i > 0 && (c == '.' || c == '_' || c == '-'):
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // checkHostPort accepts host:port with a non-empty host and a port in

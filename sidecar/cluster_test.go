@@ -34,16 +34,14 @@ func clusterNodes(t *testing.T, n int) []Config {
 	return cfgs
 }
 
-// The classic three-node layout as three sidecars: each serves, a fourth
-// sidecar joins the running cluster as a new member, and the cluster keeps
-// serving with one member stopped.
-func TestDaemonStaticClusterAndJoin(t *testing.T) {
-	cfgs := clusterNodes(t, 3)
-	nodes, errs := make([]*running, 3), make([]error, 3)
+// startCluster starts the sidecars of a new static cluster together (each
+// waits for a quorum) and returns them once all are ready.
+func startCluster(t *testing.T, cfgs []Config) []*running {
+	t.Helper()
+	nodes, errs := make([]*running, len(cfgs)), make([]error, len(cfgs))
 	var wg sync.WaitGroup
-	for i := range cfgs { // a new static cluster needs a quorum up: start together
-		wg.Add(1)
-		go func() { defer wg.Done(); nodes[i], errs[i] = launch(t, cfgs[i]) }()
+	for i := range cfgs {
+		wg.Go(func() { nodes[i], errs[i] = launch(t, cfgs[i]) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -51,6 +49,15 @@ func TestDaemonStaticClusterAndJoin(t *testing.T) {
 			t.Fatalf("node %d: %v", i+1, err)
 		}
 	}
+	return nodes
+}
+
+// The classic three-node layout as three sidecars: each serves, a fourth
+// sidecar joins the running cluster as a new member, and the cluster keeps
+// serving with one member stopped.
+func TestDaemonStaticClusterAndJoin(t *testing.T) {
+	cfgs := clusterNodes(t, 3)
+	nodes := startCluster(t, cfgs)
 	cl, err := nodes[0].cli.Cluster(t.Context())
 	if err != nil || len(cl.Members) != 3 {
 		t.Fatalf("cluster = %+v, %v", cl, err)
@@ -137,18 +144,7 @@ func waitHealthy(t *testing.T, r *running) {
 func TestRegistrationSurvivesLeaderChange(t *testing.T) {
 	cfgs := clusterNodes(t, 3)
 	cfgs[0] = withService(cfgs[0], "orders", 8080)
-	nodes, errs := make([]*running, 3), make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range cfgs {
-		wg.Add(1)
-		go func() { defer wg.Done(); nodes[i], errs[i] = launch(t, cfgs[i]) }()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("node %d: %v", i+1, err)
-		}
-	}
+	nodes := startCluster(t, cfgs)
 	waitFor(t, "registered", 5*time.Second, func() bool { return registered(t, nodes[0].cli) })
 	key := "/sidecar/services/orders/orders-etcd01-8080"
 	for round := 0; round < 3; round++ {

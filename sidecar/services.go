@@ -11,6 +11,7 @@ import (
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/discovery"
+	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
 // firstListTimeout bounds the wait for a service's first list from etcd.
@@ -37,8 +38,8 @@ func (d *Daemon) notReadyReason() string {
 // serviceName reads and checks {name}; on a bad name it has answered 400.
 func serviceName(w http.ResponseWriter, r *http.Request) (string, bool) {
 	name := r.PathValue("name")
-	if !NamePattern.MatchString(name) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad service name %q: want %s", name, NamePattern))
+	if !names.Valid(name) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad service name %q: want %s", name, names.Pattern))
 		return "", false
 	}
 	return name, true

@@ -7,14 +7,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
-)
 
-// NamePattern is the pattern of service names, instance ids, lock and
-// election names (SPEC §4).
-var NamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	"github.com/sidecar-dev/sidecar/internal/names"
+)
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path).
 const maxSocketPath = 107
@@ -42,7 +39,7 @@ func show(v any) string {
 // It touches nothing but the file system (to check that files exist).
 func (c *Config) Validate() error {
 	var p problems
-	if !NamePattern.MatchString(c.Name) {
+	if !names.Valid(c.Name) {
 		p.add("name", c.Name, "want letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128")
 	}
 	if c.DataDir == "" {
@@ -95,10 +92,10 @@ func (c *Config) validateService(p *problems) {
 	if s.Name == "" {
 		return
 	}
-	if !NamePattern.MatchString(s.Name) {
+	if !names.Valid(s.Name) {
 		p.add("service.name", s.Name, "want letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128")
 	}
-	if !NamePattern.MatchString(s.ID) {
+	if !names.Valid(s.ID) {
 		p.add("service.id", s.ID, "want letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128")
 	}
 	if s.Address == "" || strings.ContainsAny(s.Address, " /:") && net.ParseIP(s.Address) == nil {
