@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/client"
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
@@ -108,4 +109,50 @@ func TestE2EKeyDeletedByOperator(t *testing.T) {
 	}
 	back := waitKey(t, cli, true, 5*time.Second)
 	t.Logf("key back %s after etcdctl del", back)
+}
+
+// A partition longer than the TTL between the sidecar and etcd (a TCP proxy
+// that blackholes): the key expires, the sidecar reports lost and 503; once
+// the proxy heals it registers again by itself.
+func TestE2EPartitionHeals(t *testing.T) {
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	cli := srv.Client(t)
+	proxy := etcdtest.StartProxy(t, srv.ClientURL)
+	p := startProc(t, serviceYAML(t, proxy.URL()))
+	p.waitHealthy(t)
+	waitKey(t, cli, true, 5*time.Second)
+
+	proxy.Blackhole()
+	waitKey(t, cli, false, 10*time.Second) // TTL 2s, nobody keeps it alive
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := p.cli(t, "status", "--json")
+		var st api.Status
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Registration != nil && st.Registration.State == api.RegLost {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never said lost: %s %v", out, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if h, err := client.New(p.socket).Health(t.Context()); err != nil || h.Healthy || h.Components["registration"].State != api.RegLost {
+		t.Fatalf("health while lost = %+v, %v; want 503 naming lost", h, err)
+	}
+	healed := time.Now()
+	proxy.Heal()
+	back := waitKey(t, cli, true, 15*time.Second)
+	t.Logf("key back %s after the partition healed", back)
+	waitFor := time.Now().Add(10 * time.Second)
+	for {
+		out, err := p.cli(t, "status", "--json")
+		var st api.Status
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Registration.State == api.RegRegistered && st.Registration.Reregistrations >= 1 {
+			break
+		}
+		if time.Now().After(waitFor) {
+			t.Fatalf("not registered again %s after healing: %s %v", time.Since(healed), out, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
