@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/internal/names"
+	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
 const (
@@ -21,7 +21,7 @@ const (
 	// connection until then.
 	requestTimeout = 5 * time.Second
 	// Retry delays after a failed list or watch: doubled per failure from
-	// backoffBase up to backoffMax, then jittered down by up to a half.
+	// backoffBase up to backoffMax, jittered (internal/retry).
 	backoffBase = 50 * time.Millisecond
 	backoffMax  = time.Second
 )
@@ -39,13 +39,13 @@ var (
 // watching again after any failure, for ever. It returns nil.
 func (c *Cache) watchService(ctx context.Context, s *service) error {
 	var rev int64 // the revision s reflects; 0: a list is needed
-	var bo backoff
+	bo := retry.Backoff{Base: backoffBase, Max: backoffMax}
 	for ctx.Err() == nil {
 		if rev == 0 {
 			r, err := c.relist(ctx, s)
 			if err != nil {
 				c.watchFailed(ctx, s, "list", err)
-				bo.sleep(ctx)
+				retry.Sleep(ctx, bo.Next())
 				continue
 			}
 			rev = r
@@ -61,7 +61,7 @@ func (c *Cache) watchService(ctx context.Context, s *service) error {
 			rev = 0
 		default:
 			c.watchFailed(ctx, s, "watch", err)
-			bo.sleep(ctx)
+			retry.Sleep(ctx, bo.Next())
 		}
 	}
 	return nil
@@ -135,7 +135,7 @@ func (c *Cache) list(ctx context.Context, prefix string) ([]Instance, int64, err
 // follow watches s from rev+1 and applies each response as one change,
 // until the watch fails or ctx ends. It returns the revision s then
 // reflects and why it stopped.
-func (c *Cache) follow(ctx context.Context, s *service, rev int64, bo *backoff) (int64, error) {
+func (c *Cache) follow(ctx context.Context, s *service, rev int64, bo *retry.Backoff) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := c.cli.Watch(wctx, s.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithCreatedNotify())
@@ -158,10 +158,10 @@ func (c *Cache) follow(ctx context.Context, s *service, rev int64, bo *backoff) 
 			if !s.setWatch(true, nil, c.connReady()) {
 				c.log.Info("watching again", "service", s.name, "rev", rev)
 			}
-			bo.reset()
+			bo.Reset()
 		case len(resp.Events) > 0:
 			rev = c.apply(s, resp.Events)
-			bo.reset()
+			bo.Reset()
 		}
 	}
 }
@@ -206,21 +206,3 @@ func (c *Cache) decode(prefix, key string, value []byte) (Instance, error) {
 	}
 	return in, err
 }
-
-// backoff is a capped, jittered retry delay.
-type backoff struct{ next time.Duration }
-
-// sleep waits for the next delay or until ctx ends.
-func (b *backoff) sleep(ctx context.Context) {
-	d := max(b.next, backoffBase)
-	b.next = min(2*d, backoffMax)
-	d -= rand.N(d/2 + 1)
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func (b *backoff) reset() { b.next = 0 }

@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
 const (
@@ -82,7 +84,7 @@ func (m *Member) join(ctx context.Context) (string, error) {
 			m.log.Warn("cluster not ready to add a member (every voting member must be up and connected); retrying",
 				"error", err)
 		}
-		if sleep(ctx, retryInterval) != nil {
+		if !retry.Sleep(ctx, retryInterval) {
 			return "", fmt.Errorf("%w (last error: %w)", m.ctxError(ctx, "join: add member", ""), err)
 		}
 	}
@@ -245,16 +247,4 @@ func (m *Member) requestError(ctx context.Context, err error) error {
 		return fmt.Errorf("no answer within %s (is the cluster reachable and does it have a leader?): %w", requestTimeout, err)
 	}
 	return err
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

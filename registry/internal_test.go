@@ -31,25 +31,6 @@ func TestAckDeadline(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
-	var b backoff
-	var last time.Duration
-	for i := range 20 {
-		d := b.next()
-		if d < backoffBase/2 || d >= backoffMax {
-			t.Fatalf("retry %d waits %s, want [%s, %s)", i, d, backoffBase/2, backoffMax)
-		}
-		last = d
-	}
-	if last < backoffMax/2 {
-		t.Errorf("after 20 retries the wait is %s, want it capped near %s", last, backoffMax)
-	}
-	b.reset()
-	if d := b.next(); d >= backoffBase {
-		t.Errorf("after reset: %s", d)
-	}
-}
-
 func TestCheckTracker(t *testing.T) {
 	fail := errors.New("fail")
 	ct := checkTracker{state: CheckPending, threshold: 2}

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+
+	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
 // Retry pacing: the first retry after ~100ms, then doubling up to a cap
@@ -27,7 +28,7 @@ const minShutdownTimeout = 2 * time.Second
 // keep alive; when the lease is lost, revoke it if etcd still knows it,
 // and start again, for ever.
 func (r *Registrar) loop(ctx context.Context) error {
-	var bo backoff
+	bo := retry.Backoff{Base: backoffBase, Max: backoffMax}
 	failures := 0              // consecutive, for logging
 	var stale clientv3.LeaseID // a lease we abandoned and must revoke before holding another
 	for {
@@ -47,7 +48,7 @@ func (r *Registrar) loop(ctx context.Context) error {
 			}
 			stale = s.id
 			if time.Since(start) >= r.cfg.TTL {
-				bo.reset()
+				bo.Reset()
 				failures = 0
 			}
 		}
@@ -56,7 +57,7 @@ func (r *Registrar) loop(ctx context.Context) error {
 			r.log.Log(ctx, logLevel(failures), "registration interrupted; retrying", "err", err, "attempt", failures)
 			r.update(func() { r.lastErr = err.Error() })
 		}
-		sleep(ctx, bo.next())
+		retry.Sleep(ctx, bo.Next())
 	}
 }
 
@@ -137,22 +138,6 @@ func refused(err error) bool {
 	return true
 }
 
-// backoff is capped exponential backoff with equal jitter. The zero value
-// is ready. Not safe for concurrent use.
-type backoff struct{ n int }
-
-func (b *backoff) next() time.Duration {
-	d := backoffBase << b.n
-	if d >= backoffMax {
-		d = backoffMax
-	} else {
-		b.n++
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func (b *backoff) reset() { b.n = 0 }
-
 // logLevel is Warn for the first failure in a row and Debug for the rest,
 // so an outage is logged once, not every second.
 func logLevel(failures int) slog.Level {
@@ -160,14 +145,4 @@ func logLevel(failures int) slog.Level {
 		return slog.LevelWarn
 	}
 	return slog.LevelDebug
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -13,6 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
 // ackSlack is how much later than clientv3 the keeper may read a
@@ -180,7 +182,7 @@ func (s *session) ackDeadline(prev, now time.Time, ttl time.Duration) time.Time 
 // the check's verdict, the weight, or the key (seen through the watch).
 // It returns when the lease is lost or Run's ctx ends.
 func (s *session) run() error {
-	var bo backoff
+	bo := retry.Backoff{Base: backoffBase, Max: backoffMax}
 	failures := 0
 	retry := time.NewTimer(0) // reconcile at once
 	defer retry.Stop()
@@ -196,7 +198,7 @@ func (s *session) run() error {
 		err := s.reconcile()
 		switch {
 		case err == nil:
-			bo.reset()
+			bo.Reset()
 			failures = 0
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			return err
@@ -206,7 +208,7 @@ func (s *session) run() error {
 			failures++
 			s.r.log.Log(s.ctx, logLevel(failures), "registration not in sync; retrying", "err", err, "attempt", failures)
 			s.r.update(func() { s.r.lastErr = err.Error() })
-			retry.Reset(bo.next())
+			retry.Reset(bo.Next())
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sidecar-dev/sidecar/embedded"
 	"github.com/sidecar-dev/sidecar/internal/etcdclient"
+	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
 // EmbeddedMember maps the embedded section onto the embedded package's Config.
@@ -125,33 +125,14 @@ func (e *etcdConn) probe(ctx context.Context, key string) error {
 	return err
 }
 
-// backoff returns the n-th retry delay: exponential from 200ms, capped at
-// 5s, with ±20% jitter.
-func backoff(n int) time.Duration {
-	d := 200 * time.Millisecond << min(n, 5)
-	d = min(d, 5*time.Second)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
-
-// sleepCtx waits d or until ctx ends; it reports whether d elapsed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // connect builds the client and proves etcd answers, retrying transient
 // failures (refused, timeout, no leader) for ever with capped, jittered
 // backoff; TLS and auth failures are configuration errors and end it.
 func (d *Daemon) connect(ctx context.Context, cc etcdclient.Config) (*clientv3.Client, error) {
 	cc.DialOptions = append(cc.DialOptions, d.metrics.dialOptions()...)
 	cc.Logger = d.log
-	for attempt := 0; ; attempt++ {
+	bo := retry.Backoff{Base: 200 * time.Millisecond, Max: 5 * time.Second}
+	for {
 		cli, err := etcdclient.New(ctx, cc)
 		if err == nil {
 			if err = etcdclient.Check(ctx, cli, cc); err != nil {
@@ -169,9 +150,9 @@ func (d *Daemon) connect(ctx context.Context, cc etcdclient.Config) (*clientv3.C
 		if etcdclient.Permanent(err) {
 			return nil, err
 		}
-		wait := backoff(attempt)
+		wait := bo.Next()
 		d.log.Warn("etcd not reachable, retrying", "err", err, "wait_s", wait.Seconds())
-		if !sleepCtx(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
