@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/internal/names"
@@ -78,12 +79,40 @@ func (c *Cache) Pick(ctx context.Context, service string) (Instance, error) {
 // service once it is known. Each request is bounded by ctx and 5s; a
 // failure wraps ErrUnavailable.
 func (c *Cache) Services(ctx context.Context) ([]string, error) {
-	end := clientv3.GetPrefixRangeEnd(c.root)
-	key := c.root
-	var rev int64
 	var found []string
+	_, err := c.pages(ctx, c.root, []clientv3.OpOption{clientv3.WithKeysOnly()}, func(kvs []*mvccpb.KeyValue) string {
+		known := false // whether the page's last key belongs to a listed service
+		var name string
+		for _, kv := range kvs {
+			var id string
+			var ok bool
+			name, id, ok = strings.Cut(string(kv.Key[len(c.root):]), "/")
+			known = ok && names.Valid(name) && names.Valid(id)
+			if known && (len(found) == 0 || found[len(found)-1] != name) {
+				found = append(found, name)
+			}
+		}
+		if known {
+			return clientv3.GetPrefixRangeEnd(c.root + name + "/") // past its other keys
+		}
+		return ""
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: list services under %q: %w", ErrUnavailable, c.root, err)
+	}
+	slices.Sort(found)
+	return slices.Compact(found), nil
+}
+
+// pages reads the keys under prefix in pages of pageSize, all at the
+// revision of the first page, which it returns. page sees each page and
+// returns the key to read on from, or "" for the key after its last.
+func (c *Cache) pages(ctx context.Context, prefix string, extra []clientv3.OpOption, page func([]*mvccpb.KeyValue) string) (int64, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	key := prefix
+	var rev int64
 	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithKeysOnly(), clientv3.WithLimit(pageSize)}
+		opts := append([]clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}, extra...)
 		if rev != 0 {
 			opts = append(opts, clientv3.WithRev(rev))
 		}
@@ -91,30 +120,18 @@ func (c *Cache) Services(ctx context.Context) ([]string, error) {
 		resp, err := c.cli.Get(rctx, key, opts...)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("%w: list services under %q: %w", ErrUnavailable, c.root, err)
+			return 0, err
 		}
 		if rev == 0 {
 			rev = resp.Header.Revision
 		}
-		known := false // whether the page's last key belongs to a listed service
-		for _, kv := range resp.Kvs {
-			name, id, ok := strings.Cut(string(kv.Key[len(c.root):]), "/")
-			known = ok && names.Valid(name) && names.Valid(id)
-			if known && (len(found) == 0 || found[len(found)-1] != name) {
-				found = append(found, name)
-			}
-		}
+		next := page(resp.Kvs)
 		if !resp.More || len(resp.Kvs) == 0 {
-			break
+			return rev, nil
 		}
-		last := string(resp.Kvs[len(resp.Kvs)-1].Key)
-		if known {
-			name, _, _ := strings.Cut(last[len(c.root):], "/")
-			key = clientv3.GetPrefixRangeEnd(c.root + name + "/") // past its other keys
-		} else {
-			key = last + "\x00"
+		if next == "" {
+			next = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
 		}
+		key = next
 	}
-	slices.Sort(found)
-	return slices.Compact(found), nil
 }

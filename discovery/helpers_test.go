@@ -16,29 +16,19 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 
 	"github.com/sidecar-dev/sidecar/discovery"
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 )
 
 const prefix = "/sidecar/services"
 
-// newClient returns a client of endpoint, closed at cleanup, that
-// reconnects within about a second after an outage (gRPC's default backoff
-// grows to 120s).
+// newClient builds a client the way the daemon does (internal/etcdclient:
+// reconnect backoff capped under a second, keep-alive pings), closed at
+// cleanup.
 func newClient(t testing.TB, endpoint string) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: time.Second,
-		})},
-	})
+	cli, err := etcdclient.New(context.Background(), etcdclient.Config{Endpoints: []string{endpoint}})
 	if err != nil {
 		t.Fatalf("client: %v", err)
 	}

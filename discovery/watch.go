@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/internal/names"
@@ -97,36 +98,17 @@ func (c *Cache) relist(ctx context.Context, s *service) (int64, error) {
 // the revision of the first page, and returns them sorted by ID with that
 // revision.
 func (c *Cache) list(ctx context.Context, prefix string) ([]Instance, int64, error) {
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	key := prefix
-	var rev int64
-	var out []Instance
-	for {
-		opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		resp, err := c.cli.Get(rctx, key, opts...)
-		cancel()
-		if err != nil {
-			return nil, 0, fmt.Errorf("discovery: list %q: %w", prefix, err)
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		for _, kv := range resp.Kvs {
+	out := []Instance{} // an unknown service has no instances, not null ones
+	rev, err := c.pages(ctx, prefix, nil, func(kvs []*mvccpb.KeyValue) string {
+		for _, kv := range kvs {
 			if in, err := c.decode(prefix, string(kv.Key), kv.Value); err == nil {
 				out = append(out, in)
 			}
 		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-	}
-	if out == nil {
-		out = []Instance{} // an unknown service has no instances, not null ones
+		return ""
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("discovery: list %q: %w", prefix, err)
 	}
 	slices.SortFunc(out, byID)
 	return out, rev, nil

@@ -12,10 +12,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/naming/endpoints"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 	"github.com/sidecar-dev/sidecar/registry"
 )
@@ -33,21 +32,13 @@ func testLogger() *slog.Logger {
 	return nil
 }
 
-// newClient builds a client tuned like the daemon's: gRPC's reconnect
-// backoff capped at 1s, dead connections noticed by keep-alive pings.
-// It is closed at cleanup.
+// newClient builds a client the way the daemon does (internal/etcdclient:
+// reconnect backoff capped under a second, keep-alive pings), closed at
+// cleanup.
 func newClient(t *testing.T, endpoint string, opts ...grpc.DialOption) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            []string{endpoint},
-		DialTimeout:          2 * time.Second,
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 3 * time.Second,
-		Logger:               zap.NewNop(),
-		DialOptions: append([]grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
-			MinConnectTimeout: 2 * time.Second,
-		})}, opts...),
+	cli, err := etcdclient.New(context.Background(), etcdclient.Config{
+		Endpoints: []string{endpoint}, DialTimeout: 2 * time.Second, DialOptions: opts,
 	})
 	if err != nil {
 		t.Fatalf("client: %v", err)
