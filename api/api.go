@@ -14,7 +14,6 @@ const (
 	StateStarting    = "starting"
 	StateUnavailable = "unavailable"
 	StateDisabled    = "disabled"
-	StateFailing     = "failing"
 )
 
 // Health is the body of GET /v1/health.
