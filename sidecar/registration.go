@@ -1,11 +1,13 @@
 package sidecar
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/registry"
@@ -60,6 +62,9 @@ func (d *Daemon) registrationComponent() api.Component {
 	return c
 }
 
+// weightTimeout bounds the wait for etcd to hold a new weight.
+const weightTimeout = 10 * time.Second
+
 // handleWeight sets this sidecar's registered weight; it answers once etcd
 // holds the new value.
 func (d *Daemon) handleWeight(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +87,9 @@ func (d *Daemon) handleWeight(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+d.notReadyReason())
 		return
 	}
-	if err := reg.SetWeight(r.Context(), *body.Weight); err != nil {
+	ctx, cancel := context.WithTimeout(r.Context(), weightTimeout)
+	defer cancel()
+	if err := reg.SetWeight(ctx, *body.Weight); err != nil {
 		code := http.StatusServiceUnavailable
 		msg := fmt.Sprintf("etcd unavailable: weight %d not stored: %v", *body.Weight, err)
 		if st := reg.Status(); errors.Is(err, registry.ErrNotRegistered) {
