@@ -124,35 +124,17 @@ func TestE2EPartitionHeals(t *testing.T) {
 
 	proxy.Blackhole()
 	waitKey(t, cli, false, 10*time.Second) // TTL 2s, nobody keeps it alive
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, err := p.cli(t, "status", "--json")
-		var st api.Status
-		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Registration != nil && st.Registration.State == api.RegLost {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never said lost: %s %v", out, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.waitStatus(t, "lost registration", 10*time.Second, func(st api.Status) bool {
+		return st.Registration != nil && st.Registration.State == api.RegLost
+	})
 	if h, err := client.New(p.socket).Health(t.Context()); err != nil || h.Healthy || h.Components["registration"].State != api.RegLost {
 		t.Fatalf("health while lost = %+v, %v; want 503 naming lost", h, err)
 	}
-	healed := time.Now()
+
 	proxy.Heal()
 	back := waitKey(t, cli, true, 15*time.Second)
 	t.Logf("key back %s after the partition healed", back)
-	waitFor := time.Now().Add(10 * time.Second)
-	for {
-		out, err := p.cli(t, "status", "--json")
-		var st api.Status
-		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Registration.State == api.RegRegistered && st.Registration.Reregistrations >= 1 {
-			break
-		}
-		if time.Now().After(waitFor) {
-			t.Fatalf("not registered again %s after healing: %s %v", time.Since(healed), out, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	p.waitStatus(t, "registration again", 10*time.Second, func(st api.Status) bool {
+		return st.Registration.State == api.RegRegistered && st.Registration.Reregistrations >= 1
+	})
 }

@@ -95,25 +95,31 @@ func (p *daemonProc) cli(t *testing.T, args ...string) (string, error) {
 	return out.String(), nil
 }
 
-// waitHealthy polls `sidecar status --json` until etcd is connected.
-func (p *daemonProc) waitHealthy(t *testing.T) api.Status {
+// waitStatus polls `sidecar status --json` until cond holds.
+func (p *daemonProc) waitStatus(t *testing.T, what string, within time.Duration, cond func(api.Status) bool) api.Status {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(within)
 	for {
 		out, err := p.cli(t, "status", "--json")
 		var st api.Status
-		if err == nil && json.Unmarshal([]byte(out), &st) == nil && st.Etcd.Connected {
+		if err == nil && json.Unmarshal([]byte(out), &st) == nil && cond(st) {
 			return st
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("daemon not healthy after 60s: %v %s", err, out)
+			t.Fatalf("status: no %s after %s: %v %s", what, within, err, out)
 		}
 		select {
 		case err := <-p.done:
 			t.Fatalf("daemon exited early: %v\n%s", err, p.stderr)
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// waitHealthy waits until the daemon is connected to etcd.
+func (p *daemonProc) waitHealthy(t *testing.T) api.Status {
+	t.Helper()
+	return p.waitStatus(t, "etcd connection", 60*time.Second, func(st api.Status) bool { return st.Etcd.Connected })
 }
 
 // terminate sends SIGTERM and returns the exit code.
@@ -214,18 +220,9 @@ func TestE2EJoinWaitsForEtcd(t *testing.T) {
 	srv.Stop()
 	p := startProc(t, fmt.Sprintf("data_dir: %s\netcd:\n  endpoints: [%s]\n  dial_timeout: 1s\n", t.TempDir(), srv.ClientURL))
 	host := strings.TrimPrefix(srv.ClientURL, "http://")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := p.cli(t, "status", "--json")
-		var st api.Status
-		if err == nil && json.Unmarshal([]byte(out), &st) == nil && strings.Contains(st.Etcd.LastError, host) && strings.Contains(st.Etcd.LastError, "refused") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never reported the refused endpoint: %v %s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p.waitStatus(t, "refused endpoint in last_error", 30*time.Second, func(st api.Status) bool {
+		return strings.Contains(st.Etcd.LastError, host) && strings.Contains(st.Etcd.LastError, "refused")
+	})
 	srv.Restart()
 	p.waitHealthy(t)
 }
