@@ -3,7 +3,6 @@ package discovery_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +22,7 @@ import (
 func TestCompactionRelistsAndDiffs(t *testing.T) {
 	e := etcdtest.StartEmbedded(t)
 	admin := e.Client(t)
-	u, err := url.Parse(e.ClientURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, u.Host)
+	p := etcdtest.StartProxy(t, e.ClientURL)
 	var logs logBuffer
 	c := startCache(t, newClient(t, p.URL()), discovery.Config{Logger: logs.logger()})
 	register(t, admin, "orders", "a", "h:1", 1, "", nil)
@@ -39,7 +34,7 @@ func TestCompactionRelistsAndDiffs(t *testing.T) {
 	}
 	next(t, ch, 5*time.Second, "listed", func(s discovery.Snapshot) bool { return ids(s) == "a,b,c" && !s.Stale })
 
-	p.Block()
+	p.Drop()
 	next(t, ch, 5*time.Second, "stale while cut off", func(s discovery.Snapshot) bool { return s.Stale && ids(s) == "a,b,c" })
 	del(t, admin, prefix+"/orders/b")
 	register(t, admin, "orders", "c", "h:3", 30, "", nil)
@@ -55,7 +50,7 @@ func TestCompactionRelistsAndDiffs(t *testing.T) {
 		t.Fatalf("while cut off: %s, want stale a,b,c", describe(s))
 	}
 
-	p.Unblock()
+	p.Heal()
 	s := next(t, ch, 15*time.Second, "fresh again", func(s discovery.Snapshot) bool { return !s.Stale && ids(s) == "a,c,d" })
 	if weightOf(s, "c") != 30 || s.Revision < rev {
 		t.Errorf("after the re-list: %s, want c=30 at rev >= %d", describe(s), rev)

@@ -42,14 +42,22 @@ func waitKey(t *testing.T, cli *clientv3.Client, present bool, within time.Durat
 	}
 }
 
+// startOrders runs `sidecar run` registering orders through etcdURL and
+// returns once cli sees the key.
+func startOrders(t *testing.T, cli *clientv3.Client, etcdURL string) *daemonProc {
+	t.Helper()
+	p := startProc(t, serviceYAML(t, etcdURL))
+	p.waitHealthy(t)
+	waitKey(t, cli, true, 5*time.Second)
+	return p
+}
+
 // The built binary registers, answers the CLI, changes weight, and on
 // SIGTERM removes its key at once and leaves no lease behind.
 func TestE2ERegisterWeightSigterm(t *testing.T) {
 	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	cli := srv.Client(t)
-	p := startProc(t, serviceYAML(t, srv.ClientURL))
-	p.waitHealthy(t)
-	waitKey(t, cli, true, 5*time.Second)
+	p := startOrders(t, cli, srv.ClientURL)
 
 	out, err := p.cli(t, "services")
 	if err != nil || strings.TrimSpace(out) != "orders" {
@@ -86,9 +94,7 @@ func TestE2ERegisterWeightSigterm(t *testing.T) {
 func TestE2ESigkillKeyExpires(t *testing.T) {
 	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	cli := srv.Client(t)
-	p := startProc(t, serviceYAML(t, srv.ClientURL))
-	p.waitHealthy(t)
-	waitKey(t, cli, true, 5*time.Second)
+	p := startOrders(t, cli, srv.ClientURL)
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	gone := waitKey(t, cli, false, 10*time.Second)
 	t.Logf("key gone %s after SIGKILL (ttl 2s)", gone)
@@ -101,9 +107,7 @@ func TestE2ESigkillKeyExpires(t *testing.T) {
 func TestE2EKeyDeletedByOperator(t *testing.T) {
 	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	cli := srv.Client(t)
-	p := startProc(t, serviceYAML(t, srv.ClientURL))
-	p.waitHealthy(t)
-	waitKey(t, cli, true, 5*time.Second)
+	startOrders(t, cli, srv.ClientURL)
 	if out, err := etcdtest.Etcdctl(t, srv.ClientURL, "del", ordersKey); err != nil || strings.TrimSpace(out) != "1" {
 		t.Fatalf("etcdctl del: %q %v", out, err)
 	}
@@ -118,9 +122,7 @@ func TestE2EPartitionHeals(t *testing.T) {
 	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	cli := srv.Client(t)
 	proxy := etcdtest.StartProxy(t, srv.ClientURL)
-	p := startProc(t, serviceYAML(t, proxy.URL()))
-	p.waitHealthy(t)
-	waitKey(t, cli, true, 5*time.Second)
+	p := startOrders(t, cli, proxy.URL())
 
 	proxy.Blackhole()
 	waitKey(t, cli, false, 10*time.Second) // TTL 2s, nobody keeps it alive
