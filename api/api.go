@@ -63,23 +63,31 @@ type LocalMember struct {
 	DataDir    string   `json:"data_dir"`
 }
 
-// Registration states.
+// Registration states, in Registration.State. They are defined here, once;
+// the registry package reports these values.
 const (
-	RegStarting     = "starting"
-	RegRegistered   = "registered"
-	RegCritical     = "critical"
-	RegLost         = "lost"
-	RegDeregistered = "deregistered"
+	RegStarting     = "starting"     // not registered yet: no lease, no passing check, or the first write pending
+	RegRegistered   = "registered"   // the record is in etcd under a live lease
+	RegCritical     = "critical"     // the check is critical: record withdrawn, lease kept
+	RegLost         = "lost"         // the lease is past its deadline, or the lease or record was lost and is not back yet
+	RegConflict     = "conflict"     // another holder owns this instance id; retried with backoff
+	RegDeregistered = "deregistered" // the registrar has stopped
 )
+
+// RegStates lists every registration state, for metrics and documentation.
+var RegStates = []string{RegStarting, RegRegistered, RegCritical, RegLost, RegConflict, RegDeregistered}
 
 // Registration is this sidecar's own service registration.
 type Registration struct {
-	Service         string  `json:"service"`
-	ID              string  `json:"id"`
-	Addr            string  `json:"addr"`
-	Weight          int     `json:"weight"`
-	State           string  `json:"state"`
-	LeaseID         int64   `json:"lease_id"`
+	Service string `json:"service"`
+	ID      string `json:"id"`
+	Addr    string `json:"addr"`
+	Weight  int    `json:"weight"`
+	State   string `json:"state"`
+	// LeaseID is the lease in hex, as `etcdctl lease list` prints it; empty
+	// without a lease. 64-bit ids are strings so that JSON readers that use
+	// doubles (JavaScript, jq before 1.7) do not round them.
+	LeaseID         string  `json:"lease_id"`
 	TTLRemainingS   float64 `json:"ttl_remaining_s"`
 	Reregistrations int64   `json:"reregistrations"`
 	LastError       string  `json:"last_error,omitempty"`

@@ -39,7 +39,7 @@ func (d *Daemon) registration() *api.Registration {
 		st := r.Status()
 		return &api.Registration{
 			Service: st.Service, ID: st.ID, Addr: st.Addr, Weight: st.Weight, State: st.State,
-			LeaseID: st.LeaseID, TTLRemainingS: st.TTLRemaining.Seconds(), Reregistrations: st.Reregistrations,
+			LeaseID: leaseHex(st.LeaseID), TTLRemainingS: st.TTLRemaining.Seconds(), Reregistrations: st.Reregistrations,
 			LastError: st.LastError, Key: st.Key, Check: st.CheckState, CheckError: st.CheckError,
 		}
 	}
@@ -103,4 +103,12 @@ func (d *Daemon) handleWeight(w http.ResponseWriter, r *http.Request) {
 	}
 	d.log.Info("weight changed", "service", d.cfg.Service.Name, "weight", *body.Weight)
 	writeJSON(w, http.StatusOK, api.Weight{Weight: *body.Weight})
+}
+
+// leaseHex writes a lease id as `etcdctl lease list` does; "" for none.
+func leaseHex(id int64) string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatInt(id, 16)
 }

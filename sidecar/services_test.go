@@ -101,7 +101,7 @@ func TestRegistrationAndDiscoveryAPI(t *testing.T) {
 		in, err := r.cli.Pick(ctx, "orders")
 		return err == nil && in.Weight == 7
 	})
-	if st, _ := r.cli.Status(ctx); st.Registration.Weight != 7 || st.Registration.LeaseID == 0 || st.Registration.TTLRemainingS <= 0 {
+	if st, _ := r.cli.Status(ctx); st.Registration.Weight != 7 || st.Registration.LeaseID == "" || st.Registration.TTLRemainingS <= 0 {
 		t.Fatalf("status registration = %+v", st.Registration)
 	}
 	metrics := get(t, r.cli, "/metrics", http.StatusOK)

@@ -59,7 +59,7 @@ func printStatus(out io.Writer, st api.Status) {
 		fmt.Fprintf(w, "  member:\t%s (id %s) peers %s, data %s\n", m.Name, m.ID, strings.Join(m.PeerURLs, ","), m.DataDir)
 	}
 	if r := st.Registration; r != nil {
-		fmt.Fprintf(w, "registration:\t%s %s at %s weight %d: %s (lease %x, ttl %.1fs left, re-registered %d times)\n",
+		fmt.Fprintf(w, "registration:\t%s %s at %s weight %d: %s (lease %s, ttl %.1fs left, re-registered %d times)\n",
 			r.Service, r.ID, r.Addr, r.Weight, r.State, r.LeaseID, r.TTLRemainingS, r.Reregistrations)
 		if r.Check != "" && r.Check != "none" {
 			fmt.Fprintf(w, "  check:\t%s %s\n", r.Check, r.CheckError)
