@@ -1,6 +1,15 @@
 // Package client is the Go client of sidecar's local API on its unix socket.
 // The CLI is built on it; applications beside the sidecar can use it too.
 // It speaks HTTP/1.1 + JSON and returns the wire types of package api.
+//
+// It depends on the standard library and package api only, not on the
+// daemon (nor on etcd): NewDefault finds the daemon's socket by the same
+// rule the daemon uses.
+//
+// Errors a caller can tell apart: *NotRunningError (no daemon on the
+// socket), *APIError (the daemon answered non-2xx), ErrDaemonGone (the
+// daemon went away during a request or a stream), and the context's own
+// error when the caller's context ended: a cancellation is not a failure.
 package client
 
 import (
@@ -11,6 +20,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"syscall"
 	"time"
 
@@ -22,6 +32,23 @@ type Client struct {
 	socket string
 	hc     *http.Client
 }
+
+// SocketEnv is the environment variable naming the daemon's socket; the
+// daemon and the CLI honour it too.
+const SocketEnv = "SIDECAR_SOCKET"
+
+// DefaultSocket returns the socket a client dials when the caller names
+// none: $SIDECAR_SOCKET when set, else [api.DefaultSocketPath], where the
+// daemon listens when api.socket is not configured.
+func DefaultSocket() string {
+	if s := os.Getenv(SocketEnv); s != "" {
+		return s
+	}
+	return api.DefaultSocketPath()
+}
+
+// NewDefault returns a client of the daemon on [DefaultSocket].
+func NewDefault() *Client { return New(DefaultSocket()) }
 
 // New returns a client of the daemon listening on the unix socket path.
 func New(socket string) *Client {
@@ -66,6 +93,50 @@ func (e *NotRunningError) Error() string {
 
 func (e *NotRunningError) Unwrap() error { return e.Err }
 
+// ErrDaemonGone is matched (with errors.Is) by the error of a request or a
+// stream that the daemon ended before the caller did: it stopped, crashed
+// or restarted. The error's text names the socket. Streams of the local API
+// last as long as the request, so a stream that ends while the caller's
+// context is alive ends with this error, never with io.EOF.
+var ErrDaemonGone = errors.New("sidecar: the daemon went away")
+
+// goneError is the ErrDaemonGone of one socket; err is what the broken
+// connection reported.
+type goneError struct {
+	socket string
+	closed bool // the daemon ended the stream cleanly; else the connection broke
+	err    error
+}
+
+func (e *goneError) Error() string {
+	how := "connection lost"
+	if e.closed {
+		how = "it ended the stream"
+	}
+	return fmt.Sprintf("sidecar: the daemon on socket %s went away (%s)", e.socket, how)
+}
+
+func (e *goneError) Is(target error) bool { return target == ErrDaemonGone }
+func (e *goneError) Unwrap() error        { return e.err }
+
+// transportError classifies an error of the HTTP round trip or of reading a
+// body (what says which): the caller's context ended, no daemon answers,
+// the daemon went away, or something else.
+func (c *Client) transportError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var op *net.OpError
+	switch {
+	case errors.As(err, &op) && op.Op == "dial":
+		return &NotRunningError{Socket: c.socket, Err: err}
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return &goneError{socket: c.socket, err: err}
+	}
+	return fmt.Errorf("sidecar: %s: %w", what, err)
+}
+
 // APIError is a non-2xx answer of the daemon.
 type APIError struct {
 	StatusCode int
@@ -78,7 +149,10 @@ func (e *APIError) Error() string {
 
 // Do sends a request and returns the response; the caller closes its body.
 // A non-2xx answer is returned as *APIError (body consumed), except for the
-// codes listed in pass, whose response is returned as is.
+// codes listed in pass, whose response is returned as is. No daemon on the
+// socket is a *NotRunningError; a daemon that drops the connection before
+// it answers, an error matching ErrDaemonGone. When ctx ends first, Do
+// returns ctx.Err().
 func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, pass ...int) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://sidecar"+path, body)
 	if err != nil {
@@ -89,11 +163,7 @@ func (c *Client) Do(ctx context.Context, method, path string, body io.Reader, pa
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return nil, &NotRunningError{Socket: c.socket, Err: err}
-		}
-		return nil, fmt.Errorf("sidecar: %s %s: %w", method, path, err)
+		return nil, c.transportError(ctx, method+" "+path, err)
 	}
 	if resp.StatusCode/100 == 2 {
 		return resp, nil
@@ -119,9 +189,20 @@ func (c *Client) getJSON(ctx context.Context, path string, v any, pass ...int) (
 	}
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		if !isJSONError(err) {
+			return resp.StatusCode, c.transportError(ctx, "read "+path, err)
+		}
 		return resp.StatusCode, fmt.Errorf("sidecar: decode %s: %w", path, err)
 	}
 	return resp.StatusCode, nil
+}
+
+// isJSONError reports whether a decoder's error is about the bytes it read
+// rather than about reading them.
+func isJSONError(err error) bool {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	return errors.As(err, &syn) || errors.As(err, &typ)
 }
 
 // Health returns the daemon's health; an unhealthy daemon (503) is not an

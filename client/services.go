@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 
 	"github.com/sidecar-dev/sidecar/api"
 )
@@ -27,13 +29,10 @@ func (c *Client) Service(ctx context.Context, name string) (api.Service, error) 
 }
 
 // WatchService streams the service's instances now and after every change,
-// until ctx ends or the stream is closed.
+// until ctx ends or the stream is closed. See [Stream.Next] for how a
+// stream ends.
 func (c *Client) WatchService(ctx context.Context, name string) (*Stream[api.Service], error) {
-	resp, err := c.Do(ctx, http.MethodGet, "/v1/services/"+url.PathEscape(name)+"?watch=true", nil)
-	if err != nil {
-		return nil, err
-	}
-	return &Stream[api.Service]{body: resp.Body, dec: json.NewDecoder(resp.Body)}, nil
+	return watch[api.Service](ctx, c, "/v1/services/"+url.PathEscape(name)+"?watch=true")
 }
 
 // Pick returns one instance chosen by smooth weighted round robin; an
@@ -56,24 +55,55 @@ func (c *Client) SetWeight(ctx context.Context, weight int) error {
 	return nil
 }
 
+// watch opens the NDJSON stream of a GET request.
+func watch[T any](ctx context.Context, c *Client, path string) (*Stream[T], error) {
+	resp, err := c.Do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Stream[T]{ctx: ctx, c: c, body: resp.Body, dec: json.NewDecoder(resp.Body)}, nil
+}
+
 // Stream is an NDJSON stream of the local API. Next and Close may be
 // called from different goroutines; Next is not safe for concurrent use.
 type Stream[T any] struct {
-	body io.ReadCloser
-	dec  *json.Decoder
+	ctx    context.Context // the request's: when it ends, so does the stream
+	c      *Client
+	body   io.ReadCloser
+	dec    *json.Decoder
+	closed atomic.Bool
 }
 
-// Next returns the next value; io.EOF when the daemon ended the stream.
+// Next returns the next value. The stream lasts as long as the request, so
+// it only ends with an error:
+//   - the caller's context ended: ctx.Err() (errors.Is(err,
+//     context.Canceled) after a cancel), which is not a failure;
+//   - the caller called Close: an error matching net.ErrClosed;
+//   - the daemon ended the stream or the connection broke (the daemon
+//     stopped, crashed or restarted): an error matching ErrDaemonGone,
+//     whose text names the socket.
 func (s *Stream[T]) Next() (T, error) {
 	var v T
-	if err := s.dec.Decode(&v); err != nil {
-		if err == io.EOF || err == io.ErrUnexpectedEOF {
-			return v, io.EOF
-		}
+	err := s.dec.Decode(&v)
+	switch {
+	case err == nil:
+		return v, nil
+	case s.ctx.Err() != nil:
+		return v, s.ctx.Err()
+	case s.closed.Load():
+		return v, fmt.Errorf("sidecar: stream: %w", net.ErrClosed)
+	case err == io.EOF:
+		return v, &goneError{socket: s.c.socket, closed: true} // not io.EOF: it is no normal end
+	case isJSONError(err):
 		return v, fmt.Errorf("sidecar: stream: %w", err)
 	}
-	return v, nil
+	return v, s.c.transportError(s.ctx, "stream", err)
 }
 
-// Close ends the stream.
-func (s *Stream[T]) Close() error { return s.body.Close() }
+// Close ends the stream; it is safe to call more than once.
+func (s *Stream[T]) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.body.Close()
+}

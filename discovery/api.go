@@ -27,7 +27,7 @@ func (c *Cache) Get(ctx context.Context, service string) (Snapshot, error) {
 	if err := c.waitListed(ctx, s); err != nil {
 		return Snapshot{}, err
 	}
-	return s.current(c.connReady()), nil
+	return s.current(c.live.Up()), nil
 }
 
 // Subscribe returns a channel that receives service's current snapshot
@@ -44,7 +44,7 @@ func (c *Cache) Subscribe(ctx context.Context, service string) (<-chan Snapshot,
 		return nil, err
 	}
 	sub := &subscriber{ch: make(chan Snapshot, 1)}
-	s.addSub(sub, c.connReady())
+	s.addSub(sub, c.live.Up())
 	context.AfterFunc(ctx, func() {
 		s.removeSub(sub)
 		c.release(s)

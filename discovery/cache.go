@@ -13,7 +13,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc/connectivity"
+
+	"github.com/sidecar-dev/sidecar/internal/liveness"
 )
 
 // DefaultIdleTimeout is Config.IdleTimeout's default.
@@ -40,6 +41,10 @@ type Config struct {
 	// Logger gets the cache's logs, with component=discovery. Default:
 	// discard.
 	Logger *slog.Logger
+	// Liveness tells whether etcd answers: while it does not, every answer
+	// is marked stale. Default: a liveness.Monitor of the cache's own on
+	// the key Prefix, run by Run. The daemon passes its one monitor.
+	Liveness Liveness
 	// IdleTimeout: a service that nobody asked about (Get, Subscribe, Pick)
 	// for this long, and that has no subscriber, stops being watched and
 	// its instances are dropped; checked every IdleTimeout/4. Default
@@ -47,12 +52,26 @@ type Config struct {
 	IdleTimeout time.Duration
 }
 
+// Liveness is the one signal of whether etcd answers (internal/liveness's
+// Monitor implements it).
+type Liveness interface {
+	Up() bool
+	// Answered records that etcd answered just now (a list or a watch
+	// response): evidence that counts like the monitor's own.
+	Answered()
+	// WaitForChange blocks until Up differs from up (true) or ctx ends
+	// (false).
+	WaitForChange(ctx context.Context, up bool) bool
+}
+
 // Cache answers questions about services from etcd watches. Its methods
 // are safe for concurrent use. Get, Subscribe and Pick may be called
 // before Run, but their services are watched only once Run runs.
 type Cache struct {
 	cli     *clientv3.Client
-	root    string // Prefix + "/"
+	live    Liveness
+	own     *liveness.Monitor // run by Run when Config.Liveness is nil
+	root    string            // Prefix + "/"
 	idle    time.Duration
 	log     *slog.Logger
 	skipped atomic.Int64
@@ -85,14 +104,23 @@ func New(cli *clientv3.Client, cfg Config) (*Cache, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Cache{
+	c := &Cache{
 		cli:      cli,
+		live:     cfg.Liveness,
 		root:     prefix + "/",
 		idle:     cfg.IdleTimeout,
 		log:      log.With("component", "discovery"),
 		services: make(map[string]*service),
 		stopped:  make(chan struct{}),
-	}, nil
+	}
+	if c.live == nil {
+		m, err := liveness.New(cli, liveness.Config{Key: prefix, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("discovery: %w", err)
+		}
+		c.live, c.own = m, m
+	}
+	return c, nil
 }
 
 // Run watches the services asked about until ctx ends, then closes every
@@ -109,7 +137,10 @@ func (c *Cache) Run(ctx context.Context) error {
 	// Started under c.mu, so that the group never looks finished while
 	// acquire may still add to it.
 	g.Go(func() error { return c.evictLoop(gctx) })
-	g.Go(func() error { return c.followConn(gctx) })
+	g.Go(func() error { return c.followLiveness(gctx) })
+	if c.own != nil {
+		g.Go(func() error { return c.own.Run(gctx) })
+	}
 	for _, s := range c.services {
 		c.startLocked(s)
 	}
@@ -171,38 +202,25 @@ func (c *Cache) evictIdle(now time.Time) {
 	}
 }
 
-// followConn tells every service when the client's connection changes
-// state, waiting for changes rather than polling, until ctx ends.
-func (c *Cache) followConn(ctx context.Context) error {
-	conn := c.cli.ActiveConnection()
-	if conn == nil {
-		<-ctx.Done()
-		return nil
-	}
-	st := conn.GetState()
+// followLiveness tells every service when etcd stops or starts answering,
+// waiting for changes rather than polling, until ctx ends.
+func (c *Cache) followLiveness(ctx context.Context) error {
 	for {
-		c.log.Debug("etcd connection state", "state", st.String())
+		up := c.live.Up()
+		c.log.Debug("etcd liveness", "up", up)
 		c.mu.Lock()
 		svcs := make([]*service, 0, len(c.services))
 		for _, s := range c.services {
 			svcs = append(svcs, s)
 		}
 		c.mu.Unlock()
-		ready := c.connReady()
 		for _, s := range svcs {
-			s.refresh(ready)
+			s.refresh(up)
 		}
-		if !conn.WaitForStateChange(ctx, st) {
+		if !c.live.WaitForChange(ctx, up) {
 			return nil
 		}
-		st = conn.GetState()
 	}
-}
-
-// connReady reports whether the client's gRPC connection is READY.
-func (c *Cache) connReady() bool {
-	conn := c.cli.ActiveConnection()
-	return conn != nil && conn.GetState() == connectivity.Ready
 }
 
 // acquire returns the entry of service name, creating it (and starting its

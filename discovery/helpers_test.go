@@ -19,6 +19,7 @@ import (
 
 	"github.com/sidecar-dev/sidecar/discovery"
 	"github.com/sidecar-dev/sidecar/internal/etcdclient"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 const prefix = "/sidecar/services"
@@ -106,21 +107,10 @@ func del(t testing.TB, cli *clientv3.Client, key string) int64 {
 	return resp.Header.Revision
 }
 
-// eventually calls f until it returns nil, failing the test with f's last
-// error after timeout.
+// eventually is etcdtest.Eventually, the project's one poll helper.
 func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	etcdtest.Eventually(t, timeout, what, f)
 }
 
 // get calls Get with a 5s bound and fails the test on error.

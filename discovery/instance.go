@@ -1,25 +1,17 @@
 package discovery
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 
-	"go.etcd.io/etcd/client/v3/naming/endpoints"
-
 	"github.com/sidecar-dev/sidecar/internal/names"
+	"github.com/sidecar-dev/sidecar/internal/record"
 )
 
 // DefaultWeight is the weight of an instance whose record has none.
-const DefaultWeight = 100
-
-// maxWeight bounds the weights accepted from etcd, so that sums of many
-// weights cannot overflow.
-const maxWeight = math.MaxInt32
+const DefaultWeight = record.DefaultWeight
 
 // Instance is one registered instance of a service. Metadata is shared with
 // the cache: treat it as read-only.
@@ -38,50 +30,14 @@ func checkName(name string) error {
 	return nil
 }
 
-// recordMeta is the Metadata object of the records the registry writes.
-type recordMeta struct {
-	ID       string                     `json:"id"` // informational; the key decides
-	Weight   *int64                     `json:"weight"`
-	Node     string                     `json:"node"`
-	Metadata map[string]json.RawMessage `json:"metadata"`
-}
-
-// parseInstance decodes the value of the key of instance id.
+// parseInstance decodes the value of the key of instance id (the key's
+// last element); the record format is internal/record's.
 func parseInstance(id string, value []byte) (Instance, error) {
-	var raw json.RawMessage
-	ep := endpoints.Endpoint{Metadata: &raw} // decode Metadata into raw
-	if err := json.Unmarshal(value, &ep); err != nil {
+	rec, err := record.Decode(id, value)
+	if err != nil {
 		return Instance{}, err
 	}
-	if ep.Addr == "" {
-		return Instance{}, errors.New("no Addr")
-	}
-	in := Instance{ID: id, Addr: ep.Addr, Weight: DefaultWeight}
-	if ep.Metadata == nil || len(raw) == 0 || raw[0] != '{' {
-		return in, nil // no metadata, or another tool's kind of metadata
-	}
-	var md recordMeta
-	if err := json.Unmarshal(raw, &md); err != nil {
-		return Instance{}, fmt.Errorf("metadata: %w", err)
-	}
-	if md.Weight != nil {
-		if *md.Weight < 0 || *md.Weight > maxWeight {
-			return Instance{}, fmt.Errorf("weight %d out of range 0..%d", *md.Weight, maxWeight)
-		}
-		in.Weight = int(*md.Weight)
-	}
-	in.Node = md.Node
-	if len(md.Metadata) > 0 {
-		in.Metadata = make(map[string]string, len(md.Metadata))
-		for k, v := range md.Metadata {
-			var s string
-			if json.Unmarshal(v, &s) != nil {
-				s = string(v) // not a string: keep its JSON text
-			}
-			in.Metadata[k] = s
-		}
-	}
-	return in, nil
+	return Instance{ID: rec.ID, Addr: rec.Addr, Weight: rec.Weight, Node: rec.Node, Metadata: rec.Metadata}, nil
 }
 
 func byID(a, b Instance) int { return strings.Compare(a.ID, b.ID) }

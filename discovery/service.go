@@ -75,13 +75,13 @@ func (sub *subscriber) offer(snap Snapshot) {
 }
 
 // snapshotLocked builds the current snapshot; s.mu is held.
-func (s *service) snapshotLocked(connReady bool) Snapshot {
-	return Snapshot{Service: s.name, Revision: s.rev, Stale: !connReady || !s.watchOK, Instances: s.insts}
+func (s *service) snapshotLocked(etcdUp bool) Snapshot {
+	return Snapshot{Service: s.name, Revision: s.rev, Stale: !etcdUp || !s.watchOK, Instances: s.insts}
 }
 
 // publishLocked sends the current snapshot to every subscriber; s.mu is held.
-func (s *service) publishLocked(connReady bool) {
-	snap := s.snapshotLocked(connReady)
+func (s *service) publishLocked(etcdUp bool) {
+	snap := s.snapshotLocked(etcdUp)
 	s.sentStale = snap.Stale
 	for sub := range s.subs {
 		sub.offer(snap)
@@ -89,15 +89,15 @@ func (s *service) publishLocked(connReady bool) {
 }
 
 // current returns the current snapshot.
-func (s *service) current(connReady bool) Snapshot {
+func (s *service) current(etcdUp bool) Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.snapshotLocked(connReady)
+	return s.snapshotLocked(etcdUp)
 }
 
 // setList replaces the instances with a full list read at rev and reports
 // the difference. Subscribers get a snapshot if anything changed.
-func (s *service) setList(insts []Instance, rev int64, connReady bool) (added, removed, changed int) {
+func (s *service) setList(insts []Instance, rev int64, etcdUp bool) (added, removed, changed int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	added, removed, changed = diff(s.insts, insts)
@@ -108,15 +108,15 @@ func (s *service) setList(insts []Instance, rev int64, connReady bool) (added, r
 		s.isListed = true
 		close(s.listed)
 	}
-	if first || added+removed+changed > 0 || s.sentStale != !connReady {
-		s.publishLocked(connReady)
+	if first || added+removed+changed > 0 || s.sentStale != !etcdUp {
+		s.publishLocked(etcdUp)
 	}
 	return added, removed, changed
 }
 
 // applyEvents applies one watch response's changes (nil: delete) as of
 // rev and sends one snapshot to subscribers.
-func (s *service) applyEvents(upd map[string]*Instance, rev int64, connReady bool) {
+func (s *service) applyEvents(upd map[string]*Instance, rev int64, etcdUp bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(upd) > 0 {
@@ -125,12 +125,12 @@ func (s *service) applyEvents(upd map[string]*Instance, rev int64, connReady boo
 	}
 	s.rev = max(s.rev, rev)
 	s.watchOK = true
-	s.publishLocked(connReady)
+	s.publishLocked(etcdUp)
 }
 
 // setWatch records the state of the watch; a failure carries its error.
 // It reports whether the watch was fine before.
-func (s *service) setWatch(ok bool, err error, connReady bool) (wasOK bool) {
+func (s *service) setWatch(ok bool, err error, etcdUp bool) (wasOK bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	wasOK = s.watchOK
@@ -138,20 +138,20 @@ func (s *service) setWatch(ok bool, err error, connReady bool) (wasOK bool) {
 	if err != nil {
 		s.lastErr = err
 	}
-	s.refreshLocked(connReady)
+	s.refreshLocked(etcdUp)
 	return wasOK
 }
 
 // refresh sends a snapshot to subscribers if its Stale changed.
-func (s *service) refresh(connReady bool) {
+func (s *service) refresh(etcdUp bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.refreshLocked(connReady)
+	s.refreshLocked(etcdUp)
 }
 
-func (s *service) refreshLocked(connReady bool) {
-	if s.isListed && s.sentStale != (!connReady || !s.watchOK) {
-		s.publishLocked(connReady)
+func (s *service) refreshLocked(etcdUp bool) {
+	if s.isListed && s.sentStale != (!etcdUp || !s.watchOK) {
+		s.publishLocked(etcdUp)
 	}
 }
 
@@ -164,7 +164,7 @@ func (s *service) lastError() error {
 
 // addSub registers sub and, if the service was listed, gives it the current
 // snapshot. After the cache stopped, sub is closed at once.
-func (s *service) addSub(sub *subscriber, connReady bool) {
+func (s *service) addSub(sub *subscriber, etcdUp bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -174,7 +174,7 @@ func (s *service) addSub(sub *subscriber, connReady bool) {
 	}
 	s.subs[sub] = struct{}{}
 	if s.isListed {
-		sub.offer(s.snapshotLocked(connReady))
+		sub.offer(s.snapshotLocked(etcdUp))
 	}
 }
 

@@ -74,7 +74,7 @@ func (c *Cache) watchFailed(ctx context.Context, s *service, op string, err erro
 	if ctx.Err() != nil {
 		return
 	}
-	if s.setWatch(false, err, c.connReady()) {
+	if s.setWatch(false, err, c.live.Up()) {
 		c.log.Warn("watch failed; answering from cache", "service", s.name, "op", op, "err", err)
 	} else {
 		c.log.Debug("watch retry failed", "service", s.name, "op", op, "err", err)
@@ -88,7 +88,8 @@ func (c *Cache) relist(ctx context.Context, s *service) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	added, removed, changed := s.setList(insts, rev, c.connReady())
+	c.live.Answered()
+	added, removed, changed := s.setList(insts, rev, c.live.Up())
 	c.log.Debug("listed service", "service", s.name, "rev", rev, "instances", len(insts),
 		"added", added, "removed", removed, "changed", changed)
 	return rev, nil
@@ -129,6 +130,9 @@ func (c *Cache) follow(ctx context.Context, s *service, rev int64, bo *retry.Bac
 		case <-ctx.Done():
 			return rev, ctx.Err()
 		}
+		if ok && resp.Err() == nil {
+			c.live.Answered()
+		}
 		switch {
 		case !ok:
 			return rev, errWatchClosed
@@ -137,7 +141,7 @@ func (c *Cache) follow(ctx context.Context, s *service, rev int64, bo *retry.Bac
 		case resp.Err() != nil:
 			return rev, fmt.Errorf("discovery: watch %q: %w", s.prefix, resp.Err())
 		case resp.Created:
-			if !s.setWatch(true, nil, c.connReady()) {
+			if !s.setWatch(true, nil, c.live.Up()) {
 				c.log.Info("watching again", "service", s.name, "rev", rev)
 			}
 			bo.Reset()
@@ -167,7 +171,7 @@ func (c *Cache) apply(s *service, evs []*clientv3.Event) int64 {
 			upd[id] = in // a value that does not parse replaces the old one too
 		}
 	}
-	s.applyEvents(upd, rev, c.connReady())
+	s.applyEvents(upd, rev, c.live.Up())
 	return rev
 }
 

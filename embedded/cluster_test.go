@@ -13,7 +13,7 @@ import (
 )
 
 // clientURLs gathers the client URLs of members.
-func clientURLs(ms ...*Member) []string {
+func clientURLs(ms ...*running) []string {
 	var urls []string
 	for _, m := range ms {
 		urls = append(urls, m.ClientURLs()...)
@@ -53,7 +53,9 @@ func TestStaticCluster(t *testing.T) {
 	}
 	put(t, cli, "before", "1")
 
-	ms[2].Close()
+	if err := ms[2].stop(); err != nil {
+		t.Fatalf("Run(n3): %v", err)
+	}
 	rest := newClient(t, clientURLs(ms[0], ms[1])...)
 	put(t, rest, "during", "2")
 	if got := get(t, newClient(t, ms[1].ClientURLs()...), "during"); got != "2" {
@@ -61,7 +63,7 @@ func TestStaticCluster(t *testing.T) {
 	}
 
 	// The stopped member comes back from its data dir and catches up.
-	m3 := mustStart(t, cfgs[2])
+	m3 := mustRun(t, cfgs[2])
 	if got := get(t, newClient(t, m3.ClientURLs()...), "during"); got != "2" {
 		t.Fatalf("get during from restarted n3 = %q, want 2", got)
 	}
@@ -73,7 +75,7 @@ func TestJoin(t *testing.T) {
 
 	cfg := testConfig(t, "n4")
 	cfg.Join = clientURLs(ms...)
-	m4 := mustStart(t, cfg)
+	m4 := mustRun(t, cfg)
 	if err := checkMembers(cli, "n1", "n2", "n3", "n4"); err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +86,10 @@ func TestJoin(t *testing.T) {
 
 	// A restart on the existing data dir does not add the member again.
 	id := m4.ID()
-	m4.Close()
-	m4 = mustStart(t, cfg)
+	if err := m4.stop(); err != nil {
+		t.Fatalf("Run(n4): %v", err)
+	}
+	m4 = mustRun(t, cfg)
 	if m4.ID() != id {
 		t.Errorf("ID after restart = %x, want %x", m4.ID(), id)
 	}
@@ -99,37 +103,27 @@ func TestJoin(t *testing.T) {
 	checkRemoved(t, cli, m4, cfg)
 }
 
-// checkRemoved removes the joined member m: it reports ErrRemoved, cannot
-// restart on its old data dir, and joins again with a fresh one.
-func checkRemoved(t *testing.T, cli *clientv3.Client, m *Member, cfg Config) {
+// checkRemoved removes the joined member m: its Run returns ErrRemoved, it
+// cannot restart on its old data dir, and joins again with a fresh one.
+func checkRemoved(t *testing.T, cli *clientv3.Client, m *running, cfg Config) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if _, err := cli.MemberRemove(ctx, m.ID()); err != nil {
 		t.Fatalf("member remove: %v", err)
 	}
-	select {
-	case err := <-m.Err():
-		if !errors.Is(err, ErrRemoved) || !strings.Contains(err.Error(), cfg.DataDir) {
-			t.Fatalf("Err() = %v, want ErrRemoved naming %s", err, cfg.DataDir)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("Err() delivered nothing after the member was removed")
+	if err := m.wait(t, 15*time.Second); !errors.Is(err, ErrRemoved) || !strings.Contains(err.Error(), cfg.DataDir) {
+		t.Fatalf("Run of the removed member = %v, want ErrRemoved naming %s", err, cfg.DataDir)
 	}
-	m.Close()
+	portsFree(t, append(cfg.ListenClientURLs, cfg.ListenPeerURLs...)...)
 
-	again, err := Start(t.Context(), cfg)
-	if err == nil {
-		again.Close()
-		t.Fatalf("Start of the removed member on its old data dir succeeded")
-	}
-	if !errors.Is(err, ErrRemoved) {
-		t.Fatalf("Start of the removed member: %v, want ErrRemoved", err)
+	if err := runFails(t, cfg); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("Run of the removed member on its old data dir: %v, want ErrRemoved", err)
 	}
 
 	fresh := cfg
 	fresh.DataDir = t.TempDir()
-	again = mustStart(t, fresh)
+	again := mustRun(t, fresh)
 	if err := checkMembers(cli, "n1", "n2", "n3", "n4"); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +133,7 @@ func checkRemoved(t *testing.T, cli *clientv3.Client, m *Member, cfg Config) {
 }
 
 func TestJoinReusesUnstartedMember(t *testing.T) {
-	first := mustStart(t, testConfig(t, "n1"))
+	first := mustRun(t, testConfig(t, "n1"))
 	cli := newClient(t, first.ClientURLs()...)
 
 	cfg := testConfig(t, "n2")
@@ -151,7 +145,7 @@ func TestJoinReusesUnstartedMember(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	m := mustStart(t, cfg)
+	m := mustRun(t, cfg)
 	if m.ID() != added.Member.ID {
 		t.Errorf("ID = %x, want the unstarted member's %x", m.ID(), added.Member.ID)
 	}
@@ -162,19 +156,15 @@ func TestJoinReusesUnstartedMember(t *testing.T) {
 }
 
 func TestJoinPeerURLOfStartedMember(t *testing.T) {
-	first := mustStart(t, testConfig(t, "n1"))
+	first := mustRun(t, testConfig(t, "n1"))
 	cfg := testConfig(t, "n2")
 	cfg.Join = first.ClientURLs()
 	cfg.ListenPeerURLs = []string{freeURL(t)}
 	cfg.InitialAdvertisePeerURLs = first.PeerURLs() // says it is n1
 
-	m, err := Start(t.Context(), cfg)
-	if err == nil {
-		m.Close()
-		t.Fatalf("join with a started member's peer URL succeeded")
-	}
+	err := runFails(t, cfg)
 	if msg := err.Error(); !strings.Contains(msg, `started member "n1"`) || !strings.Contains(msg, "member remove") {
-		t.Fatalf("Start: %v; want it to name started member n1 and how to remove it", err)
+		t.Fatalf("Run: %v; want it to name started member n1 and how to remove it", err)
 	}
 }
 
@@ -182,13 +172,9 @@ func TestJoinUnreachable(t *testing.T) {
 	cfg := testConfig(t, "n2")
 	cfg.Join = []string{freeURL(t)} // nothing listens there
 	begin := time.Now()
-	m, err := Start(t.Context(), cfg)
-	if err == nil {
-		m.Close()
-		t.Fatalf("join of an unreachable cluster succeeded")
-	}
-	t.Logf("after %s: %v", time.Since(begin), err)
+	err := runFails(t, cfg)
+	t.Logf("after %s", time.Since(begin))
 	if msg := err.Error(); !strings.Contains(msg, cfg.Join[0]) || !strings.Contains(msg, "connection refused") || time.Since(begin) > 5*time.Second {
-		t.Fatalf("Start: %v; want it to fail fast, naming %s and why", err, cfg.Join[0])
+		t.Fatalf("Run: %v; want it to fail fast, naming %s and why", err, cfg.Join[0])
 	}
 }

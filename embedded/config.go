@@ -68,7 +68,7 @@ type Config struct {
 	AutoCompactionRetention time.Duration // default 1h (periodic mode)
 	QuotaBackendBytes       int64         // default 2 GiB, at most 8 GiB
 
-	// StartTimeout bounds how long Start waits for the member to serve
+	// StartTimeout bounds how long Run waits for the member to serve
 	// (default 60s); the first start of a static cluster waits for a quorum of
 	// its members.
 	StartTimeout time.Duration
@@ -128,7 +128,7 @@ func clusterString(name string, peerURLs []string) string {
 }
 
 // Validate reports every problem of c at once (errors.Join), each naming the
-// field, the value and what is allowed. It checks the values Start would use,
+// field, the value and what is allowed. It checks the values Run would use,
 // defaults included, and does not modify c.
 func (c *Config) Validate() error {
 	d := c.withDefaults()

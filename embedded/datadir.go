@@ -9,7 +9,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/fileutil"
 )
 
-// ErrDataDirInUse is wrapped by Start's error when another process, or
+// ErrDataDirInUse is wrapped by Run's error when another process, or
 // another Member of this process, uses the data dir.
 var ErrDataDirInUse = errors.New("embedded: data dir in use")
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // serverBinary returns the etcd server of the module's Go tools.
@@ -42,7 +44,7 @@ func TestDataDirInUseByEtcdProcess(t *testing.T) {
 		}
 	})
 	cli := newClient(t, curl)
-	eventually(t, 30*time.Second, func() error {
+	etcdtest.Eventually(t, 30*time.Second, "etcd answers", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		_, err := cli.Status(ctx, curl)
@@ -52,16 +54,12 @@ func TestDataDirInUseByEtcdProcess(t *testing.T) {
 	cfg := testConfig(t, "embedded")
 	cfg.DataDir = dir
 	begin := time.Now()
-	m, err := Start(t.Context(), cfg)
-	if err == nil {
-		m.Close()
-		t.Fatalf("Start on the data dir of a running etcd succeeded")
-	}
+	err := runFails(t, cfg)
 	if took := time.Since(begin); took > 5*time.Second {
-		t.Errorf("Start took %s, want it to fail fast", took)
+		t.Errorf("Run took %s, want it to fail fast", took)
 	}
 	if !errors.Is(err, ErrDataDirInUse) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "another etcd process") {
-		t.Fatalf("Start: %v; want ErrDataDirInUse naming %s and another etcd process", err, dir)
+		t.Fatalf("Run: %v; want ErrDataDirInUse naming %s and another etcd process", err, dir)
 	}
 }
 
@@ -70,7 +68,9 @@ func TestHasMember(t *testing.T) {
 	if hasMember(cfg.DataDir) {
 		t.Fatalf("hasMember(%s) before the first start = true", cfg.DataDir)
 	}
-	mustStart(t, cfg).Close()
+	if err := mustRun(t, cfg).stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 	if !hasMember(cfg.DataDir) {
 		t.Fatalf("hasMember(%s) after a start = false", cfg.DataDir)
 	}

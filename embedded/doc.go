@@ -4,8 +4,9 @@
 // The member is one of: a single-node cluster (the zero-config default), a
 // member of a static cluster (InitialCluster), a member of a cluster
 // bootstrapped from DNS SRV records (DiscoverySRV), or a new member added to a
-// running cluster (Join). Start blocks until the member serves clients, fails
-// fast when its data dir or ports are taken, and Close stops it.
+// running cluster (Join). New checks the configuration; Run starts the member,
+// fails fast when its data dir or ports are taken, closes Ready once the
+// member serves clients, and stops it when its context ends.
 //
 // Joining adds the node as a learner and promotes it to a voting member once it
 // has caught up with the leader, so that a join that never completes does not

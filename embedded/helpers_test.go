@@ -75,37 +75,109 @@ func clusterConfigs(t *testing.T, n int) []Config {
 	return cfgs
 }
 
-// mustStart starts cfg and closes the member at cleanup.
-func mustStart(t *testing.T, cfg Config) *Member {
-	t.Helper()
-	m, err := Start(t.Context(), cfg)
-	if err != nil {
-		t.Fatalf("Start(%s): %v", cfg.Name, err)
-	}
-	t.Cleanup(m.Close)
-	return m
+// running is a Member whose Run a test runs in a goroutine.
+type running struct {
+	*Member
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error         // Run's result, once done is closed
 }
 
-// startCluster starts the members of cfgs concurrently, as a new static
-// cluster needs.
-func startCluster(t *testing.T, cfgs []Config) []*Member {
+// run makes a Member of cfg with New and runs it until stop or the end of
+// the test. It returns when the member is ready (nil) or Run returned (Run's
+// error, or one saying Run returned nil before Ready). It may be called
+// from any goroutine.
+func run(t *testing.T, cfg Config) (*running, error) {
+	m, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	r := &running{Member: m, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		r.err = m.Run(ctx)
+	}()
+	t.Cleanup(func() { r.stop() })
+	select {
+	case <-m.Ready():
+		return r, nil
+	case <-r.done:
+		if r.err == nil {
+			return r, fmt.Errorf("Run(%s) returned nil before Ready", cfg.Name)
+		}
+		return r, r.err
+	}
+}
+
+// stop cancels Run's context and returns Run's result once it returned.
+func (r *running) stop() error {
+	r.cancel()
+	<-r.done
+	return r.err
+}
+
+// wait returns Run's result once Run returns on its own, failing the test
+// after d.
+func (r *running) wait(t *testing.T, d time.Duration) error {
 	t.Helper()
-	ms := make([]*Member, len(cfgs))
+	select {
+	case <-r.done:
+		return r.err
+	case <-time.After(d):
+		t.Fatalf("Run(%s) still running after %s", r.Name(), d)
+		return nil
+	}
+}
+
+// mustRun runs cfg (see run), failing the test unless the member gets ready.
+func mustRun(t *testing.T, cfg Config) *running {
+	t.Helper()
+	r, err := run(t, cfg)
+	if err != nil {
+		t.Fatalf("Run(%s): %v", cfg.Name, err)
+	}
+	return r
+}
+
+// runFails runs cfg, expecting its start-up to fail, and returns Run's
+// error. It checks that Ready stays open.
+func runFails(t *testing.T, cfg Config) error {
+	t.Helper()
+	r, err := run(t, cfg)
+	switch {
+	case r == nil:
+		t.Fatalf("New(%s): %v", cfg.Name, err)
+	case err == nil:
+		r.stop()
+		t.Fatalf("Run(%s) got ready, want its start-up to fail", cfg.Name)
+	}
+	select {
+	case <-r.Ready():
+		t.Errorf("Ready closed although Run(%s) failed", cfg.Name)
+	default:
+	}
+	t.Logf("Run(%s): %v", cfg.Name, err)
+	return err
+}
+
+// startCluster runs the members of cfgs concurrently, as a new static
+// cluster needs, and waits until all are ready.
+func startCluster(t *testing.T, cfgs []Config) []*running {
+	t.Helper()
+	rs := make([]*running, len(cfgs))
 	errs := make([]error, len(cfgs))
 	var wg sync.WaitGroup
 	for i, cfg := range cfgs {
-		wg.Go(func() { ms[i], errs[i] = Start(t.Context(), cfg) })
+		wg.Go(func() { rs[i], errs[i] = run(t, cfg) })
 	}
 	wg.Wait()
-	for i, m := range ms {
-		if m != nil {
-			t.Cleanup(m.Close)
-		}
-		if errs[i] != nil {
-			t.Fatalf("Start(%s): %v", cfgs[i].Name, errs[i])
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Run(%s): %v", cfgs[i].Name, err)
 		}
 	}
-	return ms
+	return rs
 }
 
 // newClient returns a client of endpoints, closed at cleanup.
@@ -142,20 +214,4 @@ func get(t *testing.T, cli *clientv3.Client, key string) string {
 		return ""
 	}
 	return string(resp.Kvs[0].Value)
-}
-
-// eventually polls f every 50ms until it returns nil or d passes.
-func eventually(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true after %s: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -232,7 +232,7 @@ func (m *Member) newClient(endpoints []string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: requestTimeout,
-		Logger:      zap.NewNop(), // its retry warnings would repeat what Start reports
+		Logger:      zap.NewNop(), // its retry warnings would repeat what Run reports
 		DialOptions: []grpc.DialOption{grpc.WithNoProxy()},
 	})
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,74 +15,117 @@ import (
 	"go.uber.org/zap"
 )
 
-// ErrRemoved is wrapped by the error of Start or Err when etcd reports that
-// this member was removed from its cluster. A removed member never comes
-// back: its data dir must be deleted before the node can join again.
+// ErrRemoved is wrapped by Run's error when etcd reports that this member
+// was removed from its cluster. A removed member never comes back: its data
+// dir must be deleted before the node can join again.
 var ErrRemoved = errors.New("embedded: member removed from the cluster")
 
-// errStartTimeout is the cause of Start's context when StartTimeout expires.
+// errStartTimeout is the cause of the start-up context when StartTimeout
+// expires.
 var errStartTimeout = errors.New("embedded: start timeout")
 
-// Member is a running etcd member. It is safe for concurrent use.
+// Member is one etcd member run by this process: New configures it, Run
+// runs it, Ready says when it serves. Its methods are safe for concurrent
+// use. Run may be called once; to start the member again, make a new
+// Member on the same Config.
 type Member struct {
 	cfg     Config // defaults applied
 	log     *slog.Logger
 	zl      *zap.Logger
-	removed *atomic.Bool // etcd logged that this member was removed
-	stopped *atomic.Bool // Close began: listener errors are expected
-	lock    *fileutil.LockedFile
-	etcd    *embed.Etcd
+	removed *atomic.Bool  // etcd logged that this member was removed
+	stopped *atomic.Bool  // stopping began: listener errors are expected
+	ready   chan struct{} // closed once the member serves
+	id      atomic.Uint64 // the member's ID, set before ready is closed
+	ran     atomic.Bool   // Run was called
 
-	errc      chan error    // at most one fatal error; closed by Close
-	closing   chan struct{} // closed by Close
-	watchDone chan struct{} // closed when watch returns
-	closeOnce sync.Once
+	// Used by Run's goroutine only.
+	lock *fileutil.LockedFile
+	etcd *embed.Etcd
 }
 
-// Start validates cfg, locks the data dir, joins a running cluster if
-// cfg.Join says so, starts the member and blocks until it serves clients as a
-// voting member. It gives up when ctx ends or after cfg.StartTimeout; on any
-// failure it stops what it started and releases the data dir.
-func Start(ctx context.Context, cfg Config) (*Member, error) {
+// New validates cfg and applies its defaults. It starts nothing and touches
+// no disk: Run does.
+func New(cfg Config) (*Member, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("embedded: invalid configuration: %w", err)
 	}
 	c := cfg.withDefaults()
-	ctx, cancel := context.WithTimeoutCause(ctx, c.StartTimeout, errStartTimeout)
-	defer cancel()
-
-	lock, err := lockDataDir(c.DataDir)
-	if err != nil {
-		return nil, err
-	}
 	m := &Member{
-		cfg:       c,
-		log:       c.Logger.With("component", "embedded"),
-		removed:   new(atomic.Bool),
-		stopped:   new(atomic.Bool),
-		lock:      lock,
-		errc:      make(chan error, 1),
-		closing:   make(chan struct{}),
-		watchDone: make(chan struct{}),
+		cfg:     c,
+		log:     c.Logger.With("component", "embedded"),
+		removed: new(atomic.Bool),
+		stopped: new(atomic.Bool),
+		ready:   make(chan struct{}),
 	}
 	m.zl = newZapLogger(c.Logger, m.removed, m.stopped)
+	return m, nil
+}
+
+// Run locks the data dir (failing at once with ErrDataDirInUse when another
+// process uses it), adds the member to the cluster at Join if the data dir
+// holds no member yet, starts etcd and waits until the member serves
+// clients as a voting member, for at most StartTimeout. It then closes
+// Ready and serves until ctx ends, when it stops the member, releases the
+// data dir and returns nil.
+//
+// Run returns an error when start-up fails or when the member fails later
+// (wrapping ErrRemoved when etcd reports that this member was removed),
+// after stopping the member and releasing the data dir. A ctx that ends
+// during start-up is not an error: Run stops what it started and returns
+// nil, and Ready stays open. One exception to "stopped when Run returns":
+// if ctx ends while etcd's own start-up call is blocked (resolving DNS,
+// asking peers), Run returns at once and a goroutine stops etcd and
+// releases the data dir when that call returns.
+func (m *Member) Run(ctx context.Context) error {
+	if !m.ran.CompareAndSwap(false, true) {
+		return fmt.Errorf("embedded: member %q: Run called twice; make a new Member to start it again", m.cfg.Name)
+	}
+	if err := m.start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // cancelled during start-up
+		}
+		return err
+	}
+	c := m.cfg
+	m.id.Store(uint64(m.etcd.Server.MemberID()))
+	close(m.ready)
+	m.log.Info("etcd member started", "name", c.Name, "member_id", fmt.Sprintf("%x", m.ID()),
+		"client_urls", c.AdvertiseClientURLs, "peer_urls", c.InitialAdvertisePeerURLs, "path", c.DataDir)
+	err := m.serve(ctx)
+	m.stop()
+	return err
+}
+
+// Ready returns a channel that is closed once the member serves clients as
+// a voting member; ID is valid from then on. It is never closed if Run
+// fails or is cancelled during start-up.
+func (m *Member) Ready() <-chan struct{} { return m.ready }
+
+// start does Run's start-up, bounded by StartTimeout. On failure it stops
+// what it started and releases the data dir (see startEtcd).
+func (m *Member) start(ctx context.Context) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, m.cfg.StartTimeout, errStartTimeout)
+	defer cancel()
+	lock, err := lockDataDir(m.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	m.lock = lock
 	ec, err := m.bootstrapConfig(ctx)
 	if err != nil {
 		lock.Close()
-		return nil, err
+		return err
 	}
 	if m.etcd, err = m.startEtcd(ctx, ec); err != nil {
-		return nil, err // startEtcd released the lock, or will once etcd returns
+		return err // startEtcd released the lock, or will once etcd returns
 	}
 	if err := m.waitServing(ctx); err != nil {
+		m.stopped.Store(true)
 		closeUnready(m.etcd)
 		lock.Close()
-		return nil, err
+		return err
 	}
-	go m.watch()
-	m.log.Info("etcd member started", "name", c.Name, "member_id", fmt.Sprintf("%x", m.ID()),
-		"client_urls", c.AdvertiseClientURLs, "peer_urls", c.InitialAdvertisePeerURLs, "path", c.DataDir)
-	return m, nil
+	return nil
 }
 
 // startEtcd runs embed.StartEtcd, which can block (on DNS, on peers, on a
@@ -109,6 +151,7 @@ func (m *Member) startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, 
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.e != nil {
+				m.stopped.Store(true)
 				closeUnready(r.e)
 			}
 			m.lock.Close()
@@ -145,23 +188,27 @@ func (m *Member) waitServing(ctx context.Context) error {
 	return nil
 }
 
-// watch turns the first fatal error or unexpected stop of etcd into a value
-// on errc.
-func (m *Member) watch() {
-	defer close(m.watchDone)
-	var err error
+// serve waits until ctx ends (nil) or etcd fails or stops on its own.
+func (m *Member) serve(ctx context.Context) error {
 	select {
-	case <-m.closing:
-		return
-	case e, ok := <-m.etcd.Err():
+	case <-ctx.Done():
+		return nil
+	case err, ok := <-m.etcd.Err():
 		if !ok {
-			return
+			return m.stoppedError()
 		}
-		err = m.serverError(e)
+		return m.serverError(err)
 	case <-m.etcd.Server.StopNotify():
-		err = m.stoppedError()
+		return m.stoppedError()
 	}
-	m.errc <- err
+}
+
+// stop stops the serving member and releases the data dir.
+func (m *Member) stop() {
+	m.stopped.Store(true)
+	m.etcd.Close()
+	m.lock.Close()
+	m.log.Info("etcd member stopped", "name", m.cfg.Name)
 }
 
 // stoppedError explains why the etcd server stopped on its own.
@@ -182,10 +229,10 @@ func (m *Member) serverError(err error) error {
 // removedError says that this member was removed and what to do about it.
 func (m *Member) removedError() error {
 	return fmt.Errorf("%w: member %q (%x) was removed from its cluster; delete its data dir %s before starting it again (with join set, it is then added as a new member)",
-		ErrRemoved, m.cfg.Name, m.ID(), m.cfg.DataDir)
+		ErrRemoved, m.cfg.Name, uint64(m.etcd.Server.MemberID()), m.cfg.DataDir)
 }
 
-// ctxError describes why ctx ended while Start was doing what.
+// ctxError describes why ctx ended while Run's start-up was doing what.
 func (m *Member) ctxError(ctx context.Context, what, hint string) error {
 	if errors.Is(context.Cause(ctx), errStartTimeout) {
 		return fmt.Errorf("embedded: member %q: %s: not done within start_timeout %s%s",
@@ -215,32 +262,15 @@ func (c Config) startError(err error) error {
 	return fmt.Errorf("embedded: cannot listen on %s: %w", oe.Addr, err)
 }
 
-// Err returns a channel that receives the error that stopped the member
-// after Start returned (ErrRemoved among them). The channel is closed by
-// Close; a nil receive means the member was closed.
-func (m *Member) Err() <-chan error { return m.errc }
-
-// Close stops the member and releases its data dir. It is idempotent.
-func (m *Member) Close() {
-	m.closeOnce.Do(func() {
-		m.stopped.Store(true)
-		close(m.closing)
-		<-m.watchDone
-		m.etcd.Close()
-		m.lock.Close()
-		close(m.errc)
-		m.log.Info("etcd member stopped", "name", m.cfg.Name)
-	})
-}
-
-// ID returns the member's ID in its cluster.
-func (m *Member) ID() uint64 { return uint64(m.etcd.Server.MemberID()) }
+// ID returns the member's ID in its cluster once Ready is closed (and
+// after Run returned), 0 before.
+func (m *Member) ID() uint64 { return m.id.Load() }
 
 // Name returns the member's name.
 func (m *Member) Name() string { return m.cfg.Name }
 
 // ClientURLs returns the URLs a client of this member should dial: the
-// advertised client URLs.
+// advertised client URLs. Like Name and PeerURLs, it is known from New on.
 func (m *Member) ClientURLs() []string { return append([]string(nil), m.cfg.AdvertiseClientURLs...) }
 
 // PeerURLs returns the member's advertised peer URLs.

@@ -126,16 +126,18 @@ func testGating(t *testing.T, cli *clientv3.Client, name string, target healthTa
 	cfg.Check = target.check
 	cfg.Check.Interval, cfg.Check.Timeout, cfg.Check.FailuresBeforeCritical = 100*time.Millisecond, time.Second, 2
 	h := start(t, cli, cfg)
-	absent := func() (bool, string) {
-		rec := get(t, cli, keyOf(cfg))
-		return rec == nil, fmt.Sprintf("%+v", rec)
+	absent := func() error {
+		if rec := get(t, cli, keyOf(cfg)); rec != nil {
+			return fmt.Errorf("key holds %+v", rec)
+		}
+		return nil
 	}
 
 	st, _ := waitState(t, h, 5*time.Second, "critical before the first pass", func(st registry.Status) bool {
 		return st.CheckState == registry.CheckCritical && st.State == registry.StateCritical && st.LeaseID != 0
 	})
-	if ok, rec := absent(); !ok {
-		t.Fatalf("registered before the first passing check: %s", rec)
+	if err := absent(); err != nil {
+		t.Fatalf("registered before the first passing check: %v", err)
 	}
 	if st.CheckError == "" {
 		t.Errorf("no check error in %+v", st)
@@ -151,7 +153,7 @@ func testGating(t *testing.T, cli *clientv3.Client, name string, target healthTa
 
 	target.set(false)
 	st, _ = waitState(t, h, 5*time.Second, "critical", func(st registry.Status) bool { return st.State == registry.StateCritical })
-	waitFor(t, 2*time.Second, "key withdrawn", absent)
+	etcdtest.Eventually(t, 2*time.Second, "key withdrawn", absent)
 	if st.LeaseID != lease {
 		t.Errorf("lease changed from %x to %x when critical", lease, st.LeaseID)
 	}
@@ -165,9 +167,8 @@ func testGating(t *testing.T, cli *clientv3.Client, name string, target healthTa
 	}
 
 	target.set(true)
-	waitFor(t, 5*time.Second, "key restored with the same lease", func() (bool, string) {
-		rec := get(t, cli, keyOf(cfg))
-		return rec != nil && int64(rec.Lease) == lease, fmt.Sprintf("%+v", rec)
+	etcdtest.Eventually(t, 5*time.Second, "key restored with the same lease", func() error {
+		return keyOnLease(t, cli, keyOf(cfg), lease)
 	})
 	st, _ = waitState(t, h, time.Second, "registered", isRegistered)
 	if st.Reregistrations != 0 {

@@ -3,9 +3,9 @@ package registry
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -24,8 +24,11 @@ const (
 	DefaultFailuresBeforeCritical = 3
 )
 
-// ErrInvalidConfig is wrapped by every *FieldError returned by New.
+// ErrInvalidConfig is wrapped by every *FieldError returned by Validate and New.
 var ErrInvalidConfig = errors.New("registry: invalid config")
+
+// nameRule says what a service name or instance id may be, in words.
+const nameRule = "want letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128"
 
 // CheckConfig is the health check that gates the registration. At most one
 // of HTTP, TCP and Exec is set; with none, the service always passes.
@@ -77,10 +80,15 @@ type Config struct {
 }
 
 // FieldError is one problem with a Config field. It wraps ErrInvalidConfig.
+// Value and Reason are written for people, so that a program that maps
+// Field to its own configuration's names can show them unchanged.
 type FieldError struct {
-	Field  string // Go name of the field, e.g. "TTL" or "Check.HTTP"
-	Value  string // the offending value as written in messages
-	Reason string // what is wrong and what is allowed
+	Field string // Go path of the field, e.g. "TTL" or "Check.TCP"; "Check" for a mix of kinds
+	// Part is "host" or "port" when the problem is in that part of a
+	// host:port field (Addr, Check.TCP); empty otherwise.
+	Part   string
+	Value  string // the offending value as written in messages; empty when there is no single one
+	Reason string // what is wrong and what is allowed, e.g. "want at least 2s"
 }
 
 func (e *FieldError) Error() string {
@@ -93,11 +101,27 @@ func (e *FieldError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalidConfig) true.
 func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
 
-// withDefaults fills zero fields that have a default.
+// DefaultID is the instance id used when Config.ID is empty:
+// <service>-<node>-<port>.
+func DefaultID(service, node string, port int) string {
+	return service + "-" + node + "-" + strconv.Itoa(port)
+}
+
+// Validate applies the defaults of zero fields, as New does, and reports
+// every problem of the result at once: one *FieldError per problem,
+// joined. It contacts nobody.
+func (c Config) Validate() error {
+	return c.withDefaults().validate(c.ID == "")
+}
+
+// withDefaults fills zero fields that have a default. It shares Metadata
+// and Logger with c.
 func (c Config) withDefaults() Config {
 	if c.ID == "" && c.Service != "" && c.Node != "" {
-		if _, port, err := net.SplitHostPort(c.Addr); err == nil {
-			c.ID = c.Service + "-" + c.Node + "-" + port
+		if _, p, err := net.SplitHostPort(c.Addr); err == nil {
+			if port, err := strconv.Atoi(p); err == nil {
+				c.ID = DefaultID(c.Service, c.Node, port)
+			}
 		}
 	}
 	if c.Check.Interval == 0 {
@@ -109,55 +133,48 @@ func (c Config) withDefaults() Config {
 	if c.Check.FailuresBeforeCritical == 0 {
 		c.Check.FailuresBeforeCritical = DefaultFailuresBeforeCritical
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	c.Logger = c.Logger.With("component", "registry")
-	md := make(map[string]string, len(c.Metadata))
-	for k, v := range c.Metadata {
-		md[k] = v
-	}
-	c.Metadata = md
 	return c
 }
 
-// validate returns one *FieldError per problem, joined.
-func (c Config) validate() error {
+// validate returns one *FieldError per problem, joined. idDerived says
+// that ID is the default, derived from Service, Node and Addr: a problem
+// of theirs is not reported again as a problem of ID.
+func (c Config) validate(idDerived bool) error {
 	var errs []error
 	bad := func(field, value, reason string) {
 		errs = append(errs, &FieldError{Field: field, Value: value, Reason: reason})
 	}
 	switch {
 	case c.Prefix == "":
-		bad("Prefix", `""`, "must not be empty")
+		bad("Prefix", `""`, "want a key prefix such as /sidecar/services")
 	case strings.HasSuffix(c.Prefix, "/"):
-		bad("Prefix", strconv.Quote(c.Prefix), "must not end with /")
+		bad("Prefix", strconv.Quote(c.Prefix), "want no trailing /")
 	}
 	if !names.Valid(c.Service) {
-		bad("Service", strconv.Quote(c.Service), "must match "+names.Pattern)
+		bad("Service", strconv.Quote(c.Service), nameRule)
 	}
-	if !names.Valid(c.ID) {
-		bad("ID", strconv.Quote(c.ID), "must match "+names.Pattern)
+	switch {
+	case names.Valid(c.ID):
+	case !idDerived:
+		bad("ID", strconv.Quote(c.ID), nameRule)
+	case c.ID != "" && names.Valid(c.Service):
+		bad("ID", strconv.Quote(c.ID), "the default id <service>-<node>-<port> is not a valid name ("+nameRule+"): set the id")
 	}
 	if c.Node == "" {
-		bad("Node", `""`, "must not be empty")
+		bad("Node", `""`, "want the node name")
 	}
-	if err := checkHostPort(c.Addr); err != nil {
-		bad("Addr", strconv.Quote(c.Addr), err.Error())
-	}
+	errs = append(errs, checkHostPort("Addr", c.Addr)...)
 	if c.Weight < 0 || c.Weight > MaxWeight {
-		bad("Weight", strconv.Itoa(c.Weight), fmt.Sprintf("must be 0..%d", MaxWeight))
+		bad("Weight", strconv.Itoa(c.Weight), fmt.Sprintf("out of range: want 0..%d (0 = drained)", MaxWeight))
 	}
-	for k := range c.Metadata {
-		if k == "" {
-			bad("Metadata", `""`, "keys must not be empty")
-		}
+	if _, ok := c.Metadata[""]; ok {
+		bad("Metadata", `""`, "want non-empty keys")
 	}
 	if c.TTL < MinTTL {
-		bad("TTL", c.TTL.String(), "must be at least "+MinTTL.String())
+		bad("TTL", c.TTL.String(), "want at least "+MinTTL.String())
 	}
 	if c.DrainTimeout < 0 {
-		bad("DrainTimeout", c.DrainTimeout.String(), "must not be negative")
+		bad("DrainTimeout", c.DrainTimeout.String(), "want 0 or more")
 	}
 	errs = append(errs, c.Check.validate()...)
 	return errors.Join(errs...)
@@ -166,57 +183,70 @@ func (c Config) validate() error {
 func (c CheckConfig) validate() []error {
 	var errs []error
 	bad := func(field, value, reason string) {
-		errs = append(errs, &FieldError{Field: "Check." + field, Value: value, Reason: reason})
+		errs = append(errs, &FieldError{Field: "Check" + field, Value: value, Reason: reason})
 	}
 	var kinds []string
 	if c.HTTP != "" {
-		kinds = append(kinds, "HTTP")
+		kinds = append(kinds, "http")
 		if u, err := url.Parse(c.HTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("HTTP", strconv.Quote(c.HTTP), "must be an http:// or https:// URL with a host")
+			bad(".HTTP", strconv.Quote(c.HTTP), "want an http:// or https:// URL with a host")
 		}
 	}
 	if c.TCP != "" {
-		kinds = append(kinds, "TCP")
-		if err := checkHostPort(c.TCP); err != nil {
-			bad("TCP", strconv.Quote(c.TCP), err.Error())
-		}
+		kinds = append(kinds, "tcp")
+		errs = append(errs, checkHostPort("Check.TCP", c.TCP)...)
 	}
 	if len(c.Exec) > 0 {
-		kinds = append(kinds, "Exec")
+		kinds = append(kinds, "exec")
 		if c.Exec[0] == "" {
-			bad("Exec", fmt.Sprintf("%q", c.Exec), "the program (first element) must not be empty")
+			bad(".Exec", fmt.Sprintf("%q", c.Exec), "want an argv whose first element is the program")
 		}
 	}
 	if len(kinds) > 1 {
-		bad(strings.Join(kinds, "+"), "", "at most one of HTTP, TCP and Exec may be set")
+		both := strings.Join(kinds[:len(kinds)-1], ", ") + " and " + kinds[len(kinds)-1]
+		bad("", "", both+" are set: want at most one of the http, tcp and exec checks")
 	}
 	if c.Interval <= 0 {
-		bad("Interval", c.Interval.String(), "must be positive")
+		bad(".Interval", c.Interval.String(), "want a positive duration")
 	}
 	if c.Timeout <= 0 {
-		bad("Timeout", c.Timeout.String(), "must be positive")
+		bad(".Timeout", c.Timeout.String(), "want a positive duration")
 	}
 	if c.FailuresBeforeCritical < 1 {
-		bad("FailuresBeforeCritical", strconv.Itoa(c.FailuresBeforeCritical), "must be at least 1")
+		bad(".FailuresBeforeCritical", strconv.Itoa(c.FailuresBeforeCritical), "want at least 1")
 	}
 	return errs
 }
 
-// checkHostPort accepts host:port with a non-empty host and a port in
-// 1..65535; an IPv6 host must be in brackets.
-func checkHostPort(s string) error {
+// checkHostPort accepts host:port with a host that is a name or an IP
+// address (IPv6 in brackets) and a port in 1..65535; otherwise it returns
+// the problems, of the host and of the port, as *FieldErrors of field.
+func checkHostPort(field, s string) []error {
+	bad := func(part, reason string) []error {
+		return []error{&FieldError{Field: field, Part: part, Value: strconv.Quote(s), Reason: reason}}
+	}
 	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return errors.New("must be host:port (an IPv6 address in brackets)")
+	switch {
+	case err != nil && strings.Count(s, ":") > 1 && !strings.HasPrefix(s, "["):
+		return bad("host", "an IPv6 host must be in brackets, such as [::1]:8080")
+	case err != nil:
+		return bad("", "want host:port, such as 10.0.0.5:8080")
 	}
-	if host == "" {
-		return errors.New("the host must not be empty")
-	}
-	if strings.Contains(host, ":") && !strings.HasPrefix(s, "[") {
-		return errors.New("an IPv6 host must be in brackets")
+	var errs []error
+	switch {
+	case host == "":
+		errs = bad("host", "the host is empty: want host:port, such as 10.0.0.5:8080")
+	case strings.ContainsAny(host, " /\\\x00"), strings.ContainsAny(host, ":%") && !validIPv6(host):
+		errs = bad("host", "want an IP address or a host name as the host")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("port %q must be 1..65535", port)
+		errs = append(errs, bad("port", "want a port number in 1..65535")...)
 	}
-	return nil
+	return errs
+}
+
+// validIPv6 reports whether host is an IPv6 address, with or without a zone.
+func validIPv6(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Is6()
 }

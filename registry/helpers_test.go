@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -108,31 +109,15 @@ func (h *running) stop(t *testing.T) error {
 	return h.err
 }
 
-// waitFor polls cond every 10ms until it holds or timeout passes, then
-// fails the test with cond's last description. It returns the time waited.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
-	t.Helper()
-	start := time.Now()
-	var last string
-	for {
-		var ok bool
-		if ok, last = cond(); ok {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s: %s", what, timeout, last)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitState waits until Status satisfies cond, returning the Status.
 func waitState(t *testing.T, r *running, timeout time.Duration, what string, cond func(registry.Status) bool) (registry.Status, time.Duration) {
 	t.Helper()
 	var st registry.Status
-	d := waitFor(t, timeout, what, func() (bool, string) {
-		st = r.Status()
-		return cond(st), fmt.Sprintf("status %+v", st)
+	d := etcdtest.Eventually(t, timeout, what, func() error {
+		if st = r.Status(); !cond(st) {
+			return fmt.Errorf("status %+v", st)
+		}
+		return nil
 	})
 	return st, d
 }
@@ -211,16 +196,19 @@ func leases(t *testing.T, cli *clientv3.Client) []int64 {
 // waitLeases waits until etcd holds exactly the leases want.
 func waitLeases(t *testing.T, cli *clientv3.Client, timeout time.Duration, want ...int64) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("leases = %x", want), func() (bool, string) {
-		got := leases(t, cli)
-		if len(got) != len(want) {
-			return false, fmt.Sprintf("leases %x", got)
+	etcdtest.Eventually(t, timeout, fmt.Sprintf("leases = %x", want), func() error {
+		if got := leases(t, cli); !slices.Equal(got, want) {
+			return fmt.Errorf("leases %x", got)
 		}
-		for i := range got {
-			if got[i] != want[i] {
-				return false, fmt.Sprintf("leases %x", got)
-			}
-		}
-		return true, ""
+		return nil
 	})
+}
+
+// keyOnLease returns an error unless key holds a record on lease.
+func keyOnLease(t *testing.T, cli *clientv3.Client, key string, lease int64) error {
+	t.Helper()
+	if rec := get(t, cli, key); rec == nil || int64(rec.Lease) != lease {
+		return fmt.Errorf("key holds %+v, want lease %x", rec, lease)
+	}
+	return nil
 }

@@ -21,6 +21,11 @@ const (
 	backoffMax  = 800 * time.Millisecond
 )
 
+// conflictRetryMax caps the retries while another holder's record is at
+// the key: the watch on the key tells when it goes, so they are a safety
+// net only.
+const conflictRetryMax = 5 * time.Second
+
 // minShutdownTimeout bounds the final revoke at least this long.
 const minShutdownTimeout = 2 * time.Second
 

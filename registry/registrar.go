@@ -2,26 +2,30 @@ package registry
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/naming/endpoints"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/record"
 )
 
-// States of the registration, in Status.State.
+// States of the registration, in Status.State: the api package's
+// registration states, defined there once.
 const (
-	StateStarting     = "starting"     // not registered yet: no lease, no passing check, or the first put pending
-	StateRegistered   = "registered"   // the record is in etcd under a live lease
-	StateCritical     = "critical"     // the check is critical: record withdrawn, lease kept
-	StateLost         = "lost"         // the lease is past its deadline, or the lease or record was lost and is not back yet
-	StateDeregistered = "deregistered" // Run has returned
+	StateStarting     = api.RegStarting     // not registered yet: no lease, no passing check, or the first write pending
+	StateRegistered   = api.RegRegistered   // the record is in etcd under a live lease
+	StateCritical     = api.RegCritical     // the check is critical: record withdrawn, lease kept
+	StateLost         = api.RegLost         // the lease is past its deadline, or the lease or record was lost and is not back yet
+	StateConflict     = api.RegConflict     // another holder's record is at the key; waiting for it to go, lease kept
+	StateDeregistered = api.RegDeregistered // Run has returned
 )
 
 var (
@@ -30,7 +34,7 @@ var (
 	// registration.
 	ErrNotRegistered = errors.New("registry: not registered now; weight kept for the next registration")
 	// ErrInvalidWeight is returned by SetWeight for a weight outside 0..MaxWeight.
-	ErrInvalidWeight = errors.New("registry: weight out of range 0..10000")
+	ErrInvalidWeight = fmt.Errorf("registry: weight out of range 0..%d", MaxWeight)
 	// ErrRunTwice is returned by a second call of Run.
 	ErrRunTwice = errors.New("registry: Run called more than once")
 	// ErrClientClosed is returned by Run when the etcd client was closed
@@ -49,19 +53,28 @@ type Status struct {
 	// acknowledged keep-alive, counted from the send time of the last
 	// acknowledged one; 0 without a lease.
 	TTLRemaining    time.Duration
-	Reregistrations int64  // registrations after the first that restored a lost lease or a deleted record
-	LastError       string // the last error talking to etcd; cleared by a successful registration
-	CheckState      string // one of the Check constants
-	CheckError      string // why the last check failed; empty after a pass
-	KeepAlives      int64  // keep-alive responses received, over all leases
+	Reregistrations int64 // registrations after the first that restored a lost lease or a deleted record
+	// LastError is the last error talking to etcd, or in StateConflict who
+	// holds the key (node and lease); cleared by a successful registration.
+	LastError  string
+	CheckState string // one of the Check constants
+	CheckError string // why the last check failed; empty after a pass
+	KeepAlives int64  // keep-alive responses received, over all leases
 }
 
 // Registrar registers one service instance in etcd and keeps it
-// registered. Build it with New and call Run once. Status, SetWeight and
-// Changes are safe for concurrent use, also with Run.
+// registered. Build it with New and call Run once. Status and SetWeight
+// are safe for concurrent use, also with Run.
+//
+// Its writes are conditional: it writes the key only when it is absent or
+// on its own lease, so two registrars configured with one instance id do
+// not overwrite each other. The one that finds another's record reports
+// StateConflict, keeps its lease alive and takes the key once it is gone.
+// A registrar restarted after its previous incarnation was killed (not
+// stopped) therefore reports a conflict with that incarnation's record
+// until its lease expires, within the TTL.
 type Registrar struct {
 	cli       *clientv3.Client
-	mgr       endpoints.Manager
 	cfg       Config
 	key       string
 	log       *slog.Logger
@@ -69,7 +82,6 @@ type Registrar struct {
 	opTimeout time.Duration
 	started   atomic.Bool
 	kick      chan struct{} // cap 1: the desired record changed
-	changes   chan struct{} // cap 1: Status changed
 
 	mu         sync.Mutex
 	weight     int
@@ -81,23 +93,15 @@ type Registrar struct {
 	deadline   time.Time // the lease is lost at this time (monotonic) without another ack
 	expired    bool      // deadline passed; the lease may still answer
 	keepAlives int64
-	present    bool // our record is in etcd under leaseID
-	recovering bool // a lease or our record was lost and not yet put back
-	ever       bool // registered at least once
+	present    bool    // our record is in etcd under leaseID
+	holder     *holder // another holder's record is at the key, as seen under leaseID
+	recovering bool    // a lease or our record was lost and not yet put back
+	ever       bool    // registered at least once
 	reregs     int64
 	lastErr    string
 	draining   bool
 	done       bool
 	state      string
-	lastSig    signature
-}
-
-// signature is what a Changes signal reports a change of.
-type signature struct {
-	state, check string
-	lease        clientv3.LeaseID
-	weight       int
-	reregs       int64
 }
 
 type weightWaiter struct {
@@ -111,23 +115,25 @@ func New(cli *clientv3.Client, cfg Config) (*Registrar, error) {
 	if cli == nil {
 		return nil, errors.New("registry: nil etcd client")
 	}
+	idDerived := cfg.ID == ""
 	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.validate(idDerived); err != nil {
 		return nil, err
 	}
 	cfg.TTL = (cfg.TTL + time.Second - 1).Truncate(time.Second)
-	key := cfg.Prefix + "/" + cfg.Service + "/" + cfg.ID
-	mgr, err := endpoints.NewManager(cli, cfg.Prefix+"/"+cfg.Service)
-	if err != nil {
-		return nil, fmt.Errorf("registry: %w", err)
+	cfg.Metadata = maps.Clone(cfg.Metadata)
+	if cfg.Metadata == nil {
+		cfg.Metadata = map[string]string{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Registrar{
-		cli: cli, mgr: mgr, cfg: cfg, key: key,
-		log:       cfg.Logger.With("service", cfg.Service, "id", cfg.ID),
+		cli: cli, cfg: cfg, key: cfg.Prefix + "/" + cfg.Service + "/" + cfg.ID,
+		log:       cfg.Logger.With("component", "registry", "service", cfg.Service, "id", cfg.ID),
 		probe:     newProbe(cfg.Check),
 		opTimeout: min(max(cfg.TTL/3, time.Second), 5*time.Second),
 		kick:      make(chan struct{}, 1),
-		changes:   make(chan struct{}, 1),
 		weight:    cfg.Weight,
 		check:     checkTracker{state: CheckNone, threshold: cfg.Check.FailuresBeforeCritical},
 		state:     StateStarting,
@@ -135,7 +141,6 @@ func New(cli *clientv3.Client, cfg Config) (*Registrar, error) {
 	if r.probe != nil {
 		r.check.state = CheckPending
 	}
-	r.lastSig = r.signatureLocked()
 	return r, nil
 }
 
@@ -150,7 +155,7 @@ func (r *Registrar) Run(ctx context.Context) error {
 		return ErrRunTwice
 	}
 	defer r.update(func() {
-		r.done, r.leaseID, r.present = true, 0, false
+		r.done, r.leaseID, r.present, r.holder = true, 0, false, nil
 	})
 	g, gctx := errgroup.WithContext(ctx)
 	if r.probe != nil {
@@ -165,10 +170,11 @@ func (r *Registrar) Run(ctx context.Context) error {
 // SetWeight changes the weight (0..MaxWeight; 0 drains). While the
 // instance is registered it writes the record again under the same lease
 // and returns nil once etcd holds the new value. When there is no record
-// in etcd now (before Run, before the first passing check, while critical,
-// lost or draining), or the registration is lost before etcd holds the new
-// value, it returns ErrNotRegistered: the weight is kept and written by
-// the next registration. If ctx ends first it returns ctx's error, and the
+// of this registrar in etcd now (before Run, before the first passing
+// check, while critical, lost, in conflict or draining), or the
+// registration is lost before etcd holds the new value, it returns
+// ErrNotRegistered: the weight is kept and written by the next
+// registration. If ctx ends first it returns ctx's error, and the
 // registrar still writes the weight.
 func (r *Registrar) SetWeight(ctx context.Context, w int) error {
 	if w < 0 || w > MaxWeight {
@@ -211,12 +217,6 @@ func (r *Registrar) Status() Status {
 	return st
 }
 
-// Changes returns a channel that receives a value, without blocking the
-// registrar, after State, LeaseID, Weight, CheckState or Reregistrations
-// change; several changes may be coalesced into one value. Read Status
-// after each. The channel is never closed.
-func (r *Registrar) Changes() <-chan struct{} { return r.changes }
-
 // checkResult records one health check result.
 func (r *Registrar) checkResult(err error) {
 	var changed bool
@@ -243,7 +243,7 @@ func (r *Registrar) signalKick() {
 }
 
 // update runs fn under the lock, recomputes the state, settles SetWeight
-// waiters that can no longer succeed, and signals Changes.
+// waiters that can no longer succeed, and logs a change of state.
 func (r *Registrar) update(fn func()) {
 	r.mu.Lock()
 	fn()
@@ -253,24 +253,19 @@ func (r *Registrar) update(fn func()) {
 	if r.state != StateRegistered || r.draining {
 		fail, r.waiters = r.waiters, nil
 	}
-	sig := r.signatureLocked()
-	changed := sig != r.lastSig
-	r.lastSig = sig
-	lease := r.leaseID
+	state, lease, h := r.state, r.leaseID, r.holder
 	r.mu.Unlock()
 
 	for _, w := range fail {
 		w.done <- ErrNotRegistered
 	}
-	if changed {
-		select {
-		case r.changes <- struct{}{}:
-		default:
-		}
-	}
-	if old != sig.state {
-		r.log.Info("registration state changed", "state", sig.state, "old_state", old,
-			"lease_id", fmt.Sprintf("%x", int64(lease)), "key", r.key)
+	switch {
+	case old == state:
+	case state == StateConflict:
+		r.log.Warn("instance id held by another registrar; waiting for its record to go",
+			"holder_node", h.node, "holder_lease_id", leaseHex(h.lease), "lease_id", leaseHex(lease), "key", r.key)
+	default:
+		r.log.Info("registration state changed", "state", state, "old_state", old, "lease_id", leaseHex(lease), "key", r.key)
 	}
 }
 
@@ -284,16 +279,14 @@ func (r *Registrar) stateLocked() string {
 		return StateLost
 	case r.leaseID != 0 && r.present && (want || r.draining):
 		return StateRegistered
+	case r.holder != nil && want:
+		return StateConflict
 	case r.recovering && (r.leaseID == 0 || want):
 		return StateLost
 	case r.check.state == CheckCritical:
 		return StateCritical
 	}
 	return StateStarting
-}
-
-func (r *Registrar) signatureLocked() signature {
-	return signature{state: r.state, check: r.check.state, lease: r.leaseID, weight: r.weightLocked(), reregs: r.reregs}
 }
 
 // wantLocked reports whether the record should be in etcd now.
@@ -308,34 +301,45 @@ func (r *Registrar) weightLocked() int {
 	return r.weight
 }
 
-// recordMeta is the Metadata of the endpoints.Endpoint written to etcd.
-type recordMeta struct {
-	ID       string            `json:"id"`
-	Weight   int               `json:"weight"`
-	Node     string            `json:"node"`
-	Metadata map[string]string `json:"metadata"`
-}
-
-// wireRecord has the fields, in order, of the value that
-// endpoints.Manager.AddEndpoint writes; its JSON is byte for byte the same.
-type wireRecord struct {
-	Op       uint8
-	Addr     string
-	Metadata any
-}
-
-// desired returns whether the record should be in etcd, the endpoint to
-// write with the given weight, its encoded value, and the weight generation.
-func (r *Registrar) desired(drain bool) (want bool, ep endpoints.Endpoint, value []byte, gen uint64) {
+// desired returns whether the record should be in etcd, its value with the
+// current weight (0 when drain is set), and the weight generation.
+func (r *Registrar) desired(drain bool) (want bool, value []byte, gen uint64) {
 	r.mu.Lock()
 	want, w, gen := r.wantLocked(), r.weight, r.weightGen
 	r.mu.Unlock()
 	if drain {
 		w = 0
 	}
-	ep = endpoints.Endpoint{Addr: r.cfg.Addr, Metadata: recordMeta{
-		ID: r.cfg.ID, Weight: w, Node: r.cfg.Node, Metadata: r.cfg.Metadata,
-	}}
-	value, _ = json.Marshal(wireRecord{Addr: ep.Addr, Metadata: ep.Metadata}) // cannot fail: strings and ints
-	return want, ep, value, gen
+	value = record.Encode(record.Instance{
+		ID: r.cfg.ID, Addr: r.cfg.Addr, Weight: w, Node: r.cfg.Node, Metadata: r.cfg.Metadata,
+	})
+	return want, value, gen
 }
+
+// holder is another writer's record found at our key.
+type holder struct {
+	node  string // from the record's metadata; "" when it has none
+	lease clientv3.LeaseID
+}
+
+// newHolder describes the record value found at key under lease.
+func newHolder(key string, lease clientv3.LeaseID, value []byte) *holder {
+	in, _ := record.Decode(key, value) // not a record: no node to name
+	return &holder{node: in.Node, lease: lease}
+}
+
+// describe says who holds key, for Status.LastError: a state for people
+// to read, not an error chain, so without the package prefix.
+func (h *holder) describe(key string) string {
+	who := "another writer (not a sidecar record)"
+	if h.node != "" {
+		who = fmt.Sprintf("node %q", h.node)
+	}
+	if h.lease == 0 {
+		return fmt.Sprintf("%s is held by %s without a lease; it stays until deleted", key, who)
+	}
+	return fmt.Sprintf("%s is held by %s under lease %s; waiting for it to be released", key, who, leaseHex(h.lease))
+}
+
+// leaseHex writes a lease id as etcdctl does.
+func leaseHex(id clientv3.LeaseID) string { return fmt.Sprintf("%x", int64(id)) }

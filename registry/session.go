@@ -9,9 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/naming/endpoints"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sidecar-dev/sidecar/internal/retry"
@@ -23,8 +23,12 @@ const ackSlack = 50 * time.Millisecond
 
 var errKeepAliveEnded = errors.New("registry: lease keep-alive stream ended (lease expired, revoked, or keep-alive halted)")
 
-// record is the key's value and lease as last seen or written.
-type record struct {
+// errConflict is wrapped by a write refused because another holder's
+// record is at the key.
+var errConflict = errors.New("the key holds another holder's record")
+
+// keyState is the key's value and lease as last seen or written.
+type keyState struct {
 	lease clientv3.LeaseID
 	value []byte
 }
@@ -49,7 +53,7 @@ type session struct {
 	lostc    chan struct{} // closed when the lease is lost
 	loseOnce sync.Once
 
-	cur     *record // the key in etcd as far as we know; nil: absent
+	cur     *keyState // the key in etcd as far as we know; nil: absent
 	wch     clientv3.WatchChan
 	wcancel context.CancelFunc
 }
@@ -94,7 +98,7 @@ func (s *session) lose(cause error) {
 		r := s.r
 		r.update(func() {
 			if r.leaseID == s.id {
-				r.leaseID, r.present, r.deadline, r.recovering, r.expired = 0, false, time.Time{}, true, false
+				r.leaseID, r.present, r.holder, r.deadline, r.recovering, r.expired = 0, false, nil, time.Time{}, true, false
 			}
 			r.lastErr = cause.Error()
 		})
@@ -180,9 +184,12 @@ func (s *session) ackDeadline(prev, now time.Time, ttl time.Duration) time.Time 
 
 // run reconciles etcd with the desired record whenever something changes:
 // the check's verdict, the weight, or the key (seen through the watch).
-// It returns when the lease is lost or Run's ctx ends.
+// It returns when the lease is lost or Run's ctx ends. While another
+// holder's record is at the key, the watch tells when it goes; a retry
+// with backoff up to conflictRetryMax is the safety net.
 func (s *session) run() error {
 	bo := retry.Backoff{Base: backoffBase, Max: backoffMax}
+	cbo := retry.Backoff{Base: backoffBase, Max: conflictRetryMax}
 	failures := 0
 	retry := time.NewTimer(0) // reconcile at once
 	defer retry.Stop()
@@ -199,11 +206,14 @@ func (s *session) run() error {
 		switch {
 		case err == nil:
 			bo.Reset()
+			cbo.Reset()
 			failures = 0
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			return err
 		case s.ctx.Err() != nil:
 			// lost or ending: the next turn returns
+		case errors.Is(err, errConflict):
+			retry.Reset(cbo.Next()) // reported by setCur, logged by update
 		default:
 			failures++
 			s.r.log.Log(s.ctx, logLevel(failures), "registration not in sync; retrying", "err", err, "attempt", failures)
@@ -220,13 +230,13 @@ func (s *session) reconcile() error {
 			return err
 		}
 	}
-	want, ep, value, gen := s.r.desired(false)
+	want, value, gen := s.r.desired(false)
 	switch {
 	case want && !s.holds(value):
-		if err := s.put(ep, value); err != nil {
+		if err := s.put(value); err != nil {
 			return err
 		}
-	case !want && s.cur != nil:
+	case !want && s.ours():
 		return s.remove()
 	}
 	if want {
@@ -244,11 +254,7 @@ func (s *session) watch() error {
 	if err != nil {
 		return fmt.Errorf("registry: get %q: %w", s.r.key, err)
 	}
-	var rec *record
-	if len(resp.Kvs) > 0 {
-		rec = &record{lease: clientv3.LeaseID(resp.Kvs[0].Lease), value: resp.Kvs[0].Value}
-	}
-	s.setCur(rec)
+	s.setCur(firstKey(resp.Kvs))
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
 	s.wch = s.r.cli.Watch(wctx, s.r.key, clientv3.WithRev(resp.Header.Revision+1))
 	s.wcancel = wcancel
@@ -276,7 +282,7 @@ func (s *session) onWatch(wr clientv3.WatchResponse, ok bool) {
 		if ev.Type == clientv3.EventTypeDelete {
 			s.setCur(nil)
 		} else {
-			s.setCur(&record{lease: clientv3.LeaseID(ev.Kv.Lease), value: ev.Kv.Value})
+			s.setCur(&keyState{lease: clientv3.LeaseID(ev.Kv.Lease), value: ev.Kv.Value})
 		}
 	}
 }
@@ -285,37 +291,89 @@ func (s *session) ours() bool { return s.cur != nil && s.cur.lease == s.id }
 
 func (s *session) holds(value []byte) bool { return s.ours() && bytes.Equal(s.cur.value, value) }
 
-func (s *session) put(ep endpoints.Endpoint, value []byte) error {
+// put writes value under the session's lease in one transaction, only if
+// the key is absent or already on this lease; otherwise the transaction
+// reads the key, and put records its holder and returns errConflict. A
+// refused write creates no revision, so a registrar waiting for another's
+// record does not add to etcd's history.
+func (s *session) put(value []byte) error {
+	key := s.r.key
 	ctx, cancel := context.WithTimeout(s.ctx, s.r.opTimeout)
 	defer cancel()
-	if err := s.r.mgr.AddEndpoint(ctx, s.r.key, ep, clientv3.WithLease(s.id)); err != nil {
-		return fmt.Errorf("registry: put %q: %w", s.r.key, err)
+	put := clientv3.OpPut(key, string(value), clientv3.WithLease(s.id))
+	resp, err := s.r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(put).
+		Else(clientv3.OpTxn(
+			[]clientv3.Cmp{clientv3.Compare(clientv3.LeaseValue(key), "=", s.id)},
+			[]clientv3.Op{put},
+			[]clientv3.Op{clientv3.OpGet(key)})).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("registry: put %q: %w", key, err)
 	}
-	s.setCur(&record{lease: s.id, value: value})
-	return nil
+	if resp.Succeeded {
+		s.setCur(&keyState{lease: s.id, value: value})
+		return nil
+	}
+	inner := resp.Responses[0].GetResponseTxn()
+	if inner.Succeeded {
+		s.setCur(&keyState{lease: s.id, value: value})
+		return nil
+	}
+	s.setCur(firstKey(inner.Responses[0].GetResponseRange().Kvs))
+	if !s.ours() && s.cur != nil {
+		return fmt.Errorf("registry: put %q: %w", key, errConflict)
+	}
+	return fmt.Errorf("registry: put %q: the key changed during the write", key) // deleted since: try again
 }
 
+// remove deletes the record if it is still on the session's lease, in one
+// transaction: it never deletes another holder's record.
 func (s *session) remove() error {
+	key := s.r.key
 	ctx, cancel := context.WithTimeout(s.ctx, s.r.opTimeout)
 	defer cancel()
-	if err := s.r.mgr.DeleteEndpoint(ctx, s.r.key); err != nil {
-		return fmt.Errorf("registry: delete %q: %w", s.r.key, err)
+	resp, err := s.r.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.LeaseValue(key), "=", s.id)).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("registry: delete %q: %w", key, err)
 	}
-	s.setCur(nil)
+	if resp.Succeeded {
+		s.setCur(nil)
+	} else {
+		s.setCur(firstKey(resp.Responses[0].GetResponseRange().Kvs))
+	}
 	return nil
 }
 
-// setCur records what the key holds now and updates the registrar's facts.
-func (s *session) setCur(rec *record) {
+// firstKey is the state of the first of kvs; nil when there is none.
+func firstKey(kvs []*mvccpb.KeyValue) *keyState {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return &keyState{lease: clientv3.LeaseID(kvs[0].Lease), value: kvs[0].Value}
+}
+
+// setCur records what the key holds now and updates the registrar's
+// facts: our record present, or another holder's record there.
+func (s *session) setCur(ks *keyState) {
 	wasOurs := s.ours()
-	s.cur = rec
+	s.cur = ks
 	isOurs := s.ours()
+	var h *holder
+	if ks != nil && !isOurs {
+		h = newHolder(s.r.key, ks.lease, ks.value)
+	}
 	r := s.r
 	r.update(func() {
 		if r.leaseID != s.id {
 			return
 		}
-		r.present = isOurs
+		r.present, r.holder = isOurs, h
 		switch {
 		case !wasOurs && isOurs:
 			if r.recovering && r.ever {
@@ -324,6 +382,9 @@ func (s *session) setCur(rec *record) {
 			r.recovering, r.ever, r.lastErr = false, true, ""
 		case wasOurs && !isOurs && r.wantLocked():
 			r.recovering = true // deleted or overwritten by someone else
+		}
+		if h != nil && r.wantLocked() {
+			r.lastErr = h.describe(r.key)
 		}
 	})
 }
@@ -366,17 +427,24 @@ func (s *session) shutdown(ctx context.Context) error {
 	return nil
 }
 
-// drain writes weight 0 under the same lease and waits DrainTimeout, or
-// until the lease is lost.
+// drain writes weight 0, if the record is still on the session's lease,
+// and waits DrainTimeout, or until the lease is lost.
 func (s *session) drain(ctx context.Context) {
 	r := s.r
 	r.update(func() { r.draining = true })
-	_, ep, _, _ := r.desired(true)
+	_, value, _ := r.desired(true)
 	pctx, cancel := context.WithTimeout(ctx, r.opTimeout)
-	err := r.mgr.AddEndpoint(pctx, r.key, ep, clientv3.WithLease(s.id))
+	resp, err := r.cli.Txn(pctx).
+		If(clientv3.Compare(clientv3.LeaseValue(r.key), "=", s.id)).
+		Then(clientv3.OpPut(r.key, string(value), clientv3.WithLease(s.id))).
+		Commit()
 	cancel()
-	if err != nil {
+	switch {
+	case err != nil:
 		r.log.Warn("cannot drain; deregistering now", "err", err)
+		return
+	case !resp.Succeeded:
+		r.log.Warn("record no longer ours; deregistering without draining", "key", r.key)
 		return
 	}
 	r.log.Info("draining", "wait_s", r.cfg.DrainTimeout.Seconds())

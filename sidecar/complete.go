@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	socktmpl "github.com/hashicorp/go-sockaddr/template"
+
+	"github.com/sidecar-dev/sidecar/registry"
 )
 
 // Complete fills the fields whose defaults derive from other fields (node
@@ -44,7 +45,7 @@ func (c *Config) Complete() error {
 		e.InitialAdvertisePeerURLs = append([]string(nil), e.ListenPeerURLs...)
 	}
 	if s := &c.Service; s.Name != "" && s.ID == "" {
-		s.ID = s.Name + "-" + c.Name + "-" + strconv.Itoa(s.Port)
+		s.ID = registry.DefaultID(s.Name, c.Name, s.Port)
 	}
 	for i := range c.Config {
 		m := &c.Config[i]

@@ -3,9 +3,11 @@ package sidecar
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/registry"
 )
 
 // Config is the whole configuration of the daemon (SPEC §3). Field tags are
@@ -152,9 +154,9 @@ func Defaults() Config {
 			Weight:  100,
 			TTL:     5 * time.Second,
 			Check: CheckConfig{
-				Interval:               5 * time.Second,
-				Timeout:                2 * time.Second,
-				FailuresBeforeCritical: 3,
+				Interval:               registry.DefaultCheckInterval,
+				Timeout:                registry.DefaultCheckTimeout,
+				FailuresBeforeCritical: registry.DefaultFailuresBeforeCritical,
 			},
 		},
 		Coordination: CoordConfig{TTL: 5 * time.Second},
@@ -178,17 +180,9 @@ func (c *Config) EmbeddedMode() bool {
 }
 
 // DefaultSocketPath is the socket used when api.socket is empty; the CLI
-// uses the same rule. Root: /run/sidecar/sidecar.sock. Others:
-// $XDG_RUNTIME_DIR/sidecar/sidecar.sock, or /tmp/sidecar-<uid>/sidecar.sock.
-func DefaultSocketPath() string {
-	if os.Geteuid() == 0 {
-		return "/run/sidecar/sidecar.sock"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
-		return filepath.Join(d, "sidecar", "sidecar.sock")
-	}
-	return filepath.Join(os.TempDir(), "sidecar-"+strconv.Itoa(os.Geteuid()), "sidecar.sock")
-}
+// uses the same rule. It is [api.DefaultSocketPath], the one definition
+// shared with the Go client and the CLI.
+func DefaultSocketPath() string { return api.DefaultSocketPath() }
 
 // SocketPath returns the configured socket path or the default.
 func (c *Config) SocketPath() string {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sidecar-dev/sidecar/discovery"
 	"github.com/sidecar-dev/sidecar/embedded"
+	"github.com/sidecar-dev/sidecar/internal/liveness"
 	"github.com/sidecar-dev/sidecar/registry"
 )
 
@@ -32,6 +33,7 @@ type Daemon struct {
 	started        time.Time
 	etcd           etcdConn
 	ready          chan struct{} // closed once etcd answered
+	streams        chan struct{} // one element per open API stream, at most maxStreams
 	metricsHandler http.Handler
 
 	reg  atomic.Pointer[registry.Registrar] // set once etcd is up, if a service is configured
@@ -63,8 +65,8 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = NewLogger(cfg.Log, os.Stderr)
 	}
-	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{})}
-	d.metrics = newMetrics(d.probe)
+	d := &Daemon{cfg: cfg, log: log, ready: make(chan struct{}), streams: make(chan struct{}, maxStreams)}
+	d.metrics = newMetrics(d.etcd.up)
 	if cfg.Service.Name != "" {
 		d.metrics.reg.MustRegister(newRegistrationCollector(d))
 	}
@@ -75,42 +77,64 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 // Ready is closed once etcd has answered a real request.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
-func (d *Daemon) probe(ctx context.Context) error {
-	return d.etcd.probe(ctx, d.cfg.Etcd.Namespace+"/health")
-}
-
 // Run serves the local API, brings up etcd (embedded member or client) and
-// blocks until ctx ends, then shuts down in order: components, API, etcd
-// client, embedded member. It returns nil after a clean shutdown.
+// the parts built on it, and blocks until ctx ends or a part fails; then it
+// stops everything in the order of (*parts).shutdown. It returns nil after
+// a clean shutdown, or what failed.
 func (d *Daemon) Run(ctx context.Context) error {
 	d.started = time.Now()
-	sock, err := listenSocket(d.cfg.SocketPath(), d.socketMode())
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
+	p := &parts{log: d.log}
+	defer p.shutdown()
+	api, err := d.startAPI(fail)
 	if err != nil {
 		return err
+	}
+	p.api = api
+	if err := d.startEtcd(ctx, fail, p); err != nil {
+		return err
+	}
+	close(d.ready)
+	d.log.Info("etcd ready", "endpoints", p.cli.Endpoints())
+	sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+	<-ctx.Done()
+	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// startAPI listens on the socket (and api.http) and serves the local API
+// until its part is stopped.
+func (d *Daemon) startAPI(fail context.CancelCauseFunc) (*part, error) {
+	sock, err := listenSocket(d.cfg.SocketPath(), d.socketMode())
+	if err != nil {
+		return nil, err
 	}
 	var tcp net.Listener
 	if d.cfg.API.HTTP != "" {
 		if tcp, err = net.Listen("tcp", d.cfg.API.HTTP); err != nil {
 			sock.Close()
-			return fmt.Errorf("sidecar: api.http: %w", err)
+			return nil, fmt.Errorf("sidecar: api.http: %w", err)
 		}
 	}
-	unixSrv := d.httpServer(d.socketHandler())
-	tcpSrv := d.httpServer(d.tcpHandler())
 	d.log.Info("local api listening", "socket", d.cfg.SocketPath(), "http", d.cfg.API.HTTP)
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serve(unixSrv, newCredListener(sock, maxConns)) })
-	if tcp != nil {
-		g.Go(func() error { return serve(tcpSrv, tcp) })
-	}
-	g.Go(func() error {
-		err := d.runEtcd(gctx)
-		sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
-		d.stopAPI(ctx, unixSrv, tcpSrv)
-		return err
-	})
-	return g.Wait()
+	return startPart("local api", fail, func(ctx context.Context) error {
+		g, gctx := errgroup.WithContext(ctx) // a listener failing stops the API
+		unixSrv := d.httpServer(d.socketHandler())
+		g.Go(func() error { return serve(unixSrv, newCredListener(sock, maxConns)) })
+		srvs := []*http.Server{unixSrv}
+		if tcp != nil {
+			tcpSrv := d.httpServer(d.tcpHandler())
+			g.Go(func() error { return serve(tcpSrv, tcp) })
+			srvs = append(srvs, tcpSrv)
+		}
+		<-gctx.Done()
+		stopServers(srvs)
+		return g.Wait()
+	}), nil
 }
 
 func (d *Daemon) socketMode() os.FileMode {
@@ -136,40 +160,29 @@ func serve(srv *http.Server, ln net.Listener) error {
 	return nil
 }
 
-// stopAPI lets requests in flight finish for a few seconds, then closes
-// what is left.
-func (d *Daemon) stopAPI(ctx context.Context, srvs ...*http.Server) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+// stopServers lets requests in flight finish for a few seconds, then
+// closes what is left.
+func stopServers(srvs []*http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, s := range srvs {
-		if err := s.Shutdown(sctx); err != nil {
+		if err := s.Shutdown(ctx); err != nil {
 			s.Close()
 		}
 	}
 }
 
-// runEtcd brings etcd up, runs what needs it until ctx ends, then closes the
-// client and stops the member.
-func (d *Daemon) runEtcd(ctx context.Context) error {
-	var member *embedded.Member
+// startEtcd brings up the embedded member (in embedded mode) and the
+// client, then starts the parts built on etcd, recording each in p as it
+// starts so that shutdown stops what did start.
+func (d *Daemon) startEtcd(ctx context.Context, fail context.CancelCauseFunc, p *parts) error {
 	cc, _ := d.cfg.ClientConfig() // validated in New (join mode)
 	if d.cfg.EmbeddedMode() {
-		mc := d.cfg.EmbeddedMember()
-		mc.Logger = d.log
-		d.log.Info("starting embedded etcd member", "name", mc.Name, "data_dir", mc.DataDir)
-		m, err := embedded.Start(ctx, mc)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		m, err := d.startMember(ctx, fail, p)
+		if err != nil || m == nil {
 			return err
 		}
-		member = m
-		defer member.Close()
-		cc = clientConfigFor(member.ClientURLs(), d.cfg.Etcd.DialTimeout)
-		d.etcd.mu.Lock()
-		d.etcd.member = member
-		d.etcd.mu.Unlock()
+		cc = clientConfigFor(m.ClientURLs(), d.cfg.Etcd.DialTimeout)
 	}
 	d.etcd.mu.Lock()
 	d.etcd.endpoints = slices.Concat(cc.Endpoints, dnsEndpoint(cc.DNSSRV))
@@ -181,21 +194,46 @@ func (d *Daemon) runEtcd(ctx context.Context) error {
 		}
 		return err
 	}
-	defer cli.Close()
+	p.cli = cli
 	d.etcd.mu.Lock()
 	d.etcd.cli, d.etcd.lastErr = cli, nil
 	d.etcd.endpoints = cli.Endpoints() // DNS SRV resolved
 	d.etcd.mu.Unlock()
-	close(d.ready)
-	d.log.Info("etcd ready", "endpoints", cli.Endpoints())
-	sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
-	return d.serveComponents(ctx, cli, member)
+	return d.startComponents(fail, cli, p)
 }
 
-// serveComponents runs the parts built on etcd until ctx ends or the
-// embedded member fails; each cleans up (deregisters) before returning.
-func (d *Daemon) serveComponents(ctx context.Context, cli *clientv3.Client, member *embedded.Member) error {
-	disc, err := discovery.New(cli, discovery.Config{Prefix: d.cfg.Etcd.Namespace + "/services", Logger: d.log})
+// startMember starts the embedded member and waits until it serves. It
+// returns a nil member, and no error, when ctx ended first.
+func (d *Daemon) startMember(ctx context.Context, fail context.CancelCauseFunc, p *parts) (*embedded.Member, error) {
+	mc := d.cfg.EmbeddedMember()
+	mc.Logger = d.log
+	m, err := embedded.New(mc)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("starting embedded etcd member", "name", mc.Name, "data_dir", mc.DataDir)
+	p.member = startPart("embedded etcd member", fail, m.Run)
+	select {
+	case <-m.Ready():
+	case <-p.member.done:
+		return nil, p.member.err // start-up failed (nil: cancelled)
+	case <-ctx.Done():
+		return nil, nil
+	}
+	d.etcd.mu.Lock()
+	d.etcd.member = m
+	d.etcd.mu.Unlock()
+	return m, nil
+}
+
+// startComponents starts the liveness monitor, discovery and, with a
+// service configured, the registrar.
+func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Client, p *parts) error {
+	live, err := liveness.New(cli, liveness.Config{Key: d.cfg.Etcd.Namespace + "/health", Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("sidecar: liveness: %w", err)
+	}
+	disc, err := discovery.New(cli, discovery.Config{Prefix: d.cfg.Etcd.Namespace + "/services", Logger: d.log, Liveness: live})
 	if err != nil {
 		return fmt.Errorf("sidecar: discovery: %w", err)
 	}
@@ -207,34 +245,26 @@ func (d *Daemon) serveComponents(ctx context.Context, cli *clientv3.Client, memb
 			return fmt.Errorf("sidecar: registry: %w", err)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { d.watchConnState(gctx, cli); return nil })
-	g.Go(func() error { return disc.Run(gctx) })
+	live.Answered() // connect has just read from etcd
+	d.etcd.live.Store(live)
+	p.liveness = startPart("liveness monitor", fail, live.Run)
+	p.connState = startPart("connection state", fail, func(ctx context.Context) error { d.watchConnState(ctx, cli); return nil })
 	d.disc.Store(disc)
+	p.discovery = startPart("discovery", fail, disc.Run)
 	if reg != nil {
-		g.Go(func() error {
-			err := reg.Run(gctx)
-			if err != nil && gctx.Err() != nil {
-				// Shutting down and the revoke failed (etcd unreachable):
-				// the lease expires within its TTL; the exit stays clean.
+		d.reg.Store(reg)
+		p.registry = startPart("registration", fail, func(ctx context.Context) error {
+			err := reg.Run(ctx)
+			if err != nil && ctx.Err() != nil {
+				// The revoke failed (etcd unreachable): the lease expires
+				// within its TTL; the exit stays clean.
 				d.log.Error("deregister at shutdown failed; the key goes when its lease expires", "err", err, "ttl_s", d.cfg.Service.TTL.Seconds())
 				return nil
 			}
 			return err
 		})
-		d.reg.Store(reg)
 	}
-	if member != nil {
-		g.Go(func() error {
-			select {
-			case err := <-member.Err():
-				return fmt.Errorf("sidecar: embedded etcd failed: %w", err)
-			case <-gctx.Done():
-				return nil
-			}
-		})
-	}
-	return g.Wait()
+	return nil
 }
 
 func dnsEndpoint(domain string) []string {

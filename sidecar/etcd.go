@@ -7,14 +7,15 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
 
 	"github.com/sidecar-dev/sidecar/embedded"
 	"github.com/sidecar-dev/sidecar/internal/etcdclient"
+	"github.com/sidecar-dev/sidecar/internal/liveness"
 	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
@@ -73,16 +74,14 @@ func (c *Config) ClientConfig() (etcdclient.Config, error) {
 
 // etcdConn is the daemon's view of its etcd connection; safe for concurrent use.
 type etcdConn struct {
+	live atomic.Pointer[liveness.Monitor] // set once the client is up
+
 	mu        sync.RWMutex
 	cli       *clientv3.Client
 	member    *embedded.Member
 	endpoints []string
 	lastErr   error
 	connState connectivity.State
-
-	probeMu  sync.Mutex
-	probeAt  time.Time
-	probeErr error
 }
 
 func (e *etcdConn) client() *clientv3.Client {
@@ -97,32 +96,20 @@ func (e *etcdConn) setErr(err error) {
 	e.mu.Unlock()
 }
 
-// errNotConnected is the probe answer before the first connection.
-var errNotConnected = errors.New("not connected to etcd yet")
+// liveness returns what the monitor knows, and false before the client is
+// up. It never waits on etcd.
+func (e *etcdConn) liveness() (liveness.State, bool) {
+	m := e.live.Load()
+	if m == nil {
+		return liveness.State{}, false
+	}
+	return m.State(), true
+}
 
-// probe does a linearizable read (it needs a leader and a quorum); the answer
-// is cached for a second so health checks and scrapes cannot storm etcd.
-func (e *etcdConn) probe(ctx context.Context, key string) error {
-	e.probeMu.Lock()
-	defer e.probeMu.Unlock()
-	if time.Since(e.probeAt) < time.Second {
-		return e.probeErr
-	}
-	cli := e.client()
-	if cli == nil {
-		return errNotConnected
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err := cli.Get(ctx, key, clientv3.WithCountOnly())
-	if errors.Is(err, rpctypes.ErrPermissionDenied) {
-		err = nil // etcd checks permissions after the read got its quorum: it answers
-	}
-	if err != nil {
-		err = fmt.Errorf("etcd read failed: %w", err)
-	}
-	e.probeAt, e.probeErr = time.Now(), err
-	return err
+// up reports whether etcd answers now, for the metrics.
+func (e *etcdConn) up() bool {
+	st, ok := e.liveness()
+	return ok && st.Up
 }
 
 // connect builds the client and proves etcd answers, retrying transient

@@ -1,9 +1,6 @@
 package sidecar
 
 import (
-	"context"
-	"time"
-
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,7 +20,7 @@ type metrics struct {
 	connAttempts *prometheus.CounterVec
 }
 
-func newMetrics(probe func(context.Context) error) *metrics {
+func newMetrics(etcdUp func() bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		grpc: grpcprom.NewClientMetrics(grpcprom.WithClientHandlingTimeHistogram(
@@ -50,14 +47,12 @@ func newMetrics(probe func(context.Context) error) *metrics {
 	})
 	build.Set(1)
 	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "sidecar_etcd_up", Help: "1 when a linearizable read from etcd succeeds (probed at scrape time, cached for 1s).",
+		Name: "sidecar_etcd_up", Help: "1 while etcd answers the sidecar (its liveness monitor: an answer within the last 2s); 0 otherwise.",
 	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if probe(ctx) != nil {
-			return 0
+		if etcdUp() {
+			return 1
 		}
-		return 1
+		return 0
 	})
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),

@@ -65,17 +65,22 @@ func (d *Daemon) registrationComponent() api.Component {
 // weightTimeout bounds the wait for etcd to hold a new weight.
 const weightTimeout = 10 * time.Second
 
+// registrationRoutes are the routes of this sidecar's own registration.
+func (d *Daemon) registrationRoutes() []route {
+	return []route{{method: "PUT", pattern: "/v1/registration/weight", handle: d.handleWeight}}
+}
+
 // handleWeight sets this sidecar's registered weight; it answers once etcd
 // holds the new value.
-func (d *Daemon) handleWeight(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleWeight(w http.ResponseWriter, r *request) {
 	var body struct {
 		Weight *int `json:"weight"`
 	}
-	if !decodeJSON(w, r, &body) {
+	if !decodeJSON(w, r.Request, &body) {
 		return
 	}
-	if body.Weight == nil || *body.Weight < 0 || *body.Weight > 10000 {
-		writeError(w, http.StatusBadRequest, `want {"weight":N} with N in 0..10000 (0 = drained)`)
+	if body.Weight == nil || *body.Weight < 0 || *body.Weight > registry.MaxWeight {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf(`want {"weight":N} with N in 0..%d (0 = drained)`, registry.MaxWeight))
 		return
 	}
 	if d.cfg.Service.Name == "" {
@@ -96,7 +101,10 @@ func (d *Daemon) handleWeight(w http.ResponseWriter, r *http.Request) {
 			if st.State != api.RegLost {
 				code = http.StatusConflict
 			}
-			msg = fmt.Sprintf("weight %d kept but not in etcd: the instance is %s now; it is written with the next registration", *body.Weight, st.State)
+			msg = fmt.Sprintf("weight %d kept but not in etcd: the registration is %s now; it is written with the next registration", *body.Weight, st.State)
+			if st.State == api.RegConflict {
+				msg += " (" + st.LastError + ")"
+			}
 		}
 		writeError(w, code, msg)
 		return

@@ -40,7 +40,7 @@ func (c *registrationCollector) Collect(ch chan<- prometheus.Metric) {
 	if r == nil {
 		return
 	}
-	for _, s := range []string{api.RegStarting, api.RegRegistered, api.RegCritical, api.RegLost, api.RegDeregistered} {
+	for _, s := range api.RegStates {
 		v := 0.0
 		if s == r.State {
 			v = 1

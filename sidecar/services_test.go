@@ -31,16 +31,15 @@ func withService(cfg Config, name string, port int) Config {
 	return cfg
 }
 
-// waitFor polls cond until it holds or the deadline passes.
+// waitFor is etcdtest.Eventually for a condition without an error.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
+	etcdtest.Eventually(t, d, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func registered(t *testing.T, c *client.Client) bool {

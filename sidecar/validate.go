@@ -1,16 +1,18 @@
 package sidecar
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sidecar-dev/sidecar/internal/names"
+	"github.com/sidecar-dev/sidecar/registry"
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path).
@@ -20,7 +22,17 @@ const maxSocketPath = 107
 type problems []error
 
 func (p *problems) add(field string, value any, want string) {
-	*p = append(*p, fmt.Errorf("%s: %s: %s", field, show(value), want))
+	p.addText(field, show(value), want)
+}
+
+// addText adds a problem whose value is already written for people; an
+// empty value is left out.
+func (p *problems) addText(field, value, want string) {
+	if value == "" {
+		*p = append(*p, fmt.Errorf("%s: %s", field, want))
+		return
+	}
+	*p = append(*p, fmt.Errorf("%s: %s: %s", field, value, want))
 }
 
 func show(v any) string {
@@ -87,72 +99,87 @@ func (c *Config) validateEtcd(p *problems) {
 	}
 }
 
+// validateService checks the service section with the registry's rules:
+// it validates the registry config the section maps to and words each
+// problem in the user's terms. Only check.timeout <= check.interval is the
+// daemon's own rule.
 func (c *Config) validateService(p *problems) {
 	s := c.Service
 	if s.Name == "" {
 		return
 	}
-	if !names.Valid(s.Name) {
-		p.add("service.name", s.Name, "want letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128")
+	rc := c.RegistryConfig()
+	if s.ID == registry.DefaultID(s.Name, c.Name, s.Port) {
+		rc.ID = "" // derived: the registry words a problem of the default id itself
 	}
-	if !names.Valid(s.ID) {
-		p.add("service.id", s.ID, "want letters, digits, '.', '_' or '-', starting with a letter or digit, at most 128")
-	}
-	if s.Address == "" || strings.ContainsAny(s.Address, " /:") && net.ParseIP(s.Address) == nil {
-		p.add("service.address", s.Address, "want an IP address or host name (or a go-sockaddr template)")
-	}
-	if s.Port < 1 || s.Port > 65535 {
-		p.add("service.port", s.Port, "out of range: want 1..65535")
-	}
-	if s.Weight < 0 || s.Weight > 10000 {
-		p.add("service.weight", s.Weight, "out of range: want 0..10000 (0 = drained)")
-	}
-	for k := range s.Metadata {
-		if k == "" {
-			p.add("service.metadata", k, "empty key")
+	for _, err := range unjoin(rc.Validate()) {
+		var fe *registry.FieldError
+		if !errors.As(err, &fe) {
+			*p = append(*p, fmt.Errorf("service: %w", err))
+			continue
+		}
+		if fe.Field == "ID" && rc.ID == "" && !names.Valid(c.Name) {
+			continue // the default id derives from name, reported already
+		}
+		if field, value, want := c.serviceProblem(fe); field != "" {
+			p.addText(field, value, want)
 		}
 	}
-	if s.TTL < 2*time.Second {
-		p.add("service.ttl", s.TTL, "want at least 2s")
+	interval := cmp.Or(s.Check.Interval, registry.DefaultCheckInterval)
+	if timeout := cmp.Or(s.Check.Timeout, registry.DefaultCheckTimeout); interval > 0 && timeout > interval {
+		p.add("service.check.timeout", timeout, "want a duration no longer than service.check.interval ("+interval.String()+")")
 	}
-	if s.DrainTimeout < 0 {
-		p.add("service.drain_timeout", s.DrainTimeout, "want 0 or more")
-	}
-	validateCheck(p, s.Check)
 }
 
-func validateCheck(p *problems, ch CheckConfig) {
-	kinds := 0
-	for _, set := range []bool{ch.HTTP != "", ch.TCP != "", len(ch.Exec) > 0} {
-		if set {
-			kinds++
+// serviceFields maps the registry's field paths to the keys of the service
+// section. Prefix and Node derive from etcd.namespace and name, whose own
+// rules are checked (and reported) where they are.
+var serviceFields = map[string]string{
+	"Prefix":                       "",
+	"Node":                         "",
+	"Service":                      "service.name",
+	"ID":                           "service.id",
+	"Weight":                       "service.weight",
+	"Metadata":                     "service.metadata",
+	"TTL":                          "service.ttl",
+	"DrainTimeout":                 "service.drain_timeout",
+	"Check":                        "service.check",
+	"Check.HTTP":                   "service.check.http",
+	"Check.TCP":                    "service.check.tcp",
+	"Check.Exec":                   "service.check.exec",
+	"Check.Interval":               "service.check.interval",
+	"Check.Timeout":                "service.check.timeout",
+	"Check.FailuresBeforeCritical": "service.check.failures_before_critical",
+}
+
+// serviceProblem translates one registry problem into the field the user
+// wrote, its value and what is allowed; field is "" for a problem that is
+// reported elsewhere. The registry sees service.address and service.port
+// joined into one address: a problem of it is reported on the part at
+// fault.
+func (c *Config) serviceProblem(fe *registry.FieldError) (field, value, want string) {
+	if fe.Field == "Addr" {
+		if fe.Part == "port" {
+			return "service.port", strconv.Itoa(c.Service.Port), fe.Reason
 		}
+		return "service.address", strconv.Quote(c.Service.Address), "want an IP address or host name (or a go-sockaddr template)"
 	}
-	if kinds > 1 {
-		p.add("service.check", fmt.Sprintf("http=%q tcp=%q exec=%q", ch.HTTP, ch.TCP, ch.Exec), "set at most one of http, tcp, exec")
+	field, ok := serviceFields[fe.Field]
+	if !ok { // a rule newer than this table
+		field = "service." + strings.ToLower(fe.Field)
 	}
-	if ch.HTTP != "" {
-		if u, err := url.Parse(ch.HTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			p.add("service.check.http", ch.HTTP, "want an http:// or https:// URL")
-		}
+	return field, fe.Value, fe.Reason
+}
+
+// unjoin returns the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	if ch.TCP != "" {
-		if _, port, err := net.SplitHostPort(ch.TCP); err != nil || port == "" {
-			p.add("service.check.tcp", ch.TCP, "want host:port")
-		}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
 	}
-	if len(ch.Exec) > 0 && ch.Exec[0] == "" {
-		p.add("service.check.exec", ch.Exec, "want an argv whose first element is the program")
-	}
-	if ch.Interval <= 0 {
-		p.add("service.check.interval", ch.Interval, "want a positive duration")
-	}
-	if ch.Timeout <= 0 || ch.Timeout > ch.Interval {
-		p.add("service.check.timeout", ch.Timeout, "want a positive duration no longer than service.check.interval")
-	}
-	if ch.FailuresBeforeCritical < 1 {
-		p.add("service.check.failures_before_critical", ch.FailuresBeforeCritical, "want at least 1")
-	}
+	return []error{err}
 }
 
 func (c *Config) validateMappings(p *problems) {

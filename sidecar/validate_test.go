@@ -43,12 +43,6 @@ func TestValidateMessages(t *testing.T) {
 	os.Symlink(realDir, link)
 	file := filepath.Join(tmp, "afile")
 	os.WriteFile(file, nil, 0o600)
-	svc := func(mod func(*ServiceConfig)) func(*Config) {
-		return func(c *Config) {
-			c.Service.Name, c.Service.Port, c.Service.Address = "orders", 8080, "10.0.0.5"
-			mod(&c.Service)
-		}
-	}
 	mapping := func(mod func(*MappingConfig)) func(*Config) {
 		return func(c *Config) {
 			m := MappingConfig{Prefix: "/config/a/", Dir: filepath.Join(tmp, "m")}
@@ -56,22 +50,9 @@ func TestValidateMessages(t *testing.T) {
 			c.Config = append(c.Config, m)
 		}
 	}
-	tests := []struct {
-		name string
-		mod  func(*Config)
-		want []string
-	}{
+	tests := []messageCase{
 		{"bad node name", func(c *Config) { c.Name = "-x" }, []string{`name: "-x": want letters`}},
 		{"namespace", func(c *Config) { c.Etcd.Namespace = "sidecar/" }, []string{`etcd.namespace: "sidecar/": want a key prefix starting with '/'`}},
-		{"port out of range", svc(func(s *ServiceConfig) { s.Port = 70000 }), []string{"service.port: 70000: out of range: want 1..65535"}},
-		{"weight", svc(func(s *ServiceConfig) { s.Weight = 10001 }), []string{"service.weight: 10001: out of range: want 0..10000"}},
-		{"ttl below 2s", svc(func(s *ServiceConfig) { s.TTL = time.Second }), []string{"service.ttl: 1s: want at least 2s"}},
-		{"service name", svc(func(s *ServiceConfig) { s.Name = "a/b"; s.ID = "x" }), []string{`service.name: "a/b": want letters`}},
-		{"both checks", svc(func(s *ServiceConfig) { s.Check.HTTP = "http://x/h"; s.Check.TCP = "x:1" }), []string{"service.check: ", "set at most one of http, tcp, exec"}},
-		{"check url", svc(func(s *ServiceConfig) { s.Check.HTTP = "ftp://x" }), []string{`service.check.http: "ftp://x": want an http:// or https:// URL`}},
-		{"check tcp", svc(func(s *ServiceConfig) { s.Check.TCP = "nohost" }), []string{`service.check.tcp: "nohost": want host:port`}},
-		{"check timeout", svc(func(s *ServiceConfig) { s.Check.Timeout = 10 * time.Second }), []string{"service.check.timeout: 10s: want a positive duration no longer than service.check.interval"}},
-		{"failures", svc(func(s *ServiceConfig) { s.Check.FailuresBeforeCritical = 0 }), []string{"service.check.failures_before_critical: 0: want at least 1"}},
 		{"coordination ttl", func(c *Config) { c.Coordination.TTL = 500 * time.Millisecond }, []string{"coordination.ttl: 500ms: want at least 2s"}},
 		{"layout", mapping(func(m *MappingConfig) { m.Layout = "tree" }), []string{`config[0].layout: "tree": want files or snapshot`}},
 		{"file mode", mapping(func(m *MappingConfig) { m.FileMode = "rw" }), []string{`config[0].file_mode: "rw": want an octal permission`}},
@@ -107,6 +88,63 @@ func TestValidateMessages(t *testing.T) {
 			c.API.HTTP = "x"
 		}, []string{"log.level", "coordination.ttl", "api.http"}},
 	}
+	checkMessages(t, tests)
+}
+
+// TestValidateServiceMessages: the service section is checked with the
+// registry's rules, and each problem is reported in the user's words.
+func TestValidateServiceMessages(t *testing.T) {
+	svc := func(mod func(*ServiceConfig)) func(*Config) {
+		return func(c *Config) {
+			c.Service.Name, c.Service.Port, c.Service.Address = "orders", 8080, "10.0.0.5"
+			mod(&c.Service)
+		}
+	}
+	checkMessages(t, []messageCase{
+		{"port out of range", svc(func(s *ServiceConfig) { s.Port = 70000 }), []string{"service.port: 70000: want a port number in 1..65535"}},
+		{"port 0", svc(func(s *ServiceConfig) { s.Port = 0 }), []string{"service.port: 0: want a port number in 1..65535"}},
+		{"address with a space", svc(func(s *ServiceConfig) { s.Address = "a b" }), []string{`service.address: "a b": want an IP address or host name`}},
+		{"address with a colon", svc(func(s *ServiceConfig) { s.Address = "a:b" }), []string{`service.address: "a:b": want an IP address or host name`}},
+		{"address and port", svc(func(s *ServiceConfig) { s.Address, s.Port = "a b", 0 }), []string{`service.address: "a b"`, "service.port: 0: "}},
+		{"weight", svc(func(s *ServiceConfig) { s.Weight = 10001 }), []string{"service.weight: 10001: out of range: want 0..10000"}},
+		{"negative weight", svc(func(s *ServiceConfig) { s.Weight = -1 }), []string{"service.weight: -1: out of range: want 0..10000"}},
+		{"ttl below 2s", svc(func(s *ServiceConfig) { s.TTL = time.Second }), []string{"service.ttl: 1s: want at least 2s"}},
+		{"service name", svc(func(s *ServiceConfig) { s.Name = "a/b"; s.ID = "x" }), []string{`service.name: "a/b": want letters`}},
+		{"service id", svc(func(s *ServiceConfig) { s.ID = "-x" }), []string{`service.id: "-x": want letters`}},
+		{"default id too long", svc(func(s *ServiceConfig) { s.Name = strings.Repeat("s", 120) }), []string{`service.id: "sss`, "the default id"}},
+		{"empty metadata key", svc(func(s *ServiceConfig) { s.Metadata = map[string]string{"": "x"} }), []string{`service.metadata: "": want non-empty keys`}},
+		{"negative drain timeout", svc(func(s *ServiceConfig) { s.DrainTimeout = -time.Second }), []string{"service.drain_timeout: -1s: want 0 or more"}},
+		{"both checks", svc(func(s *ServiceConfig) { s.Check.HTTP = "http://x/h"; s.Check.TCP = "x:1" }),
+			[]string{"service.check: http and tcp are set: want at most one of the http, tcp and exec checks"}},
+		{"all checks", svc(func(s *ServiceConfig) {
+			s.Check.HTTP, s.Check.TCP, s.Check.Exec = "http://x/h", "x:1", []string{"true"}
+		}), []string{"service.check: http, tcp and exec are set"}},
+		{"check url", svc(func(s *ServiceConfig) { s.Check.HTTP = "ftp://x" }), []string{`service.check.http: "ftp://x": want an http:// or https:// URL`}},
+		{"check url without host", svc(func(s *ServiceConfig) { s.Check.HTTP = "http:///healthz" }), []string{`service.check.http: "http:///healthz": want an http:// or https:// URL with a host`}},
+		{"check tcp", svc(func(s *ServiceConfig) { s.Check.TCP = "nohost" }), []string{`service.check.tcp: "nohost": want host:port`}},
+		{"check tcp port out of range", svc(func(s *ServiceConfig) { s.Check.TCP = "127.0.0.1:99999" }), []string{`service.check.tcp: "127.0.0.1:99999": want a port number in 1..65535`}},
+		{"check tcp empty host", svc(func(s *ServiceConfig) { s.Check.TCP = ":80" }), []string{`service.check.tcp: ":80": the host is empty`}},
+		{"check tcp ipv6 without brackets", svc(func(s *ServiceConfig) { s.Check.TCP = "::1:80" }), []string{`service.check.tcp: "::1:80": an IPv6 host must be in brackets`}},
+		{"check exec without program", svc(func(s *ServiceConfig) { s.Check.Exec = []string{"", "x"} }), []string{`service.check.exec: ["" "x"]: want an argv whose first element is the program`}},
+		{"check interval", svc(func(s *ServiceConfig) { s.Check.Interval = -time.Second }), []string{"service.check.interval: -1s: want a positive duration"}},
+		{"check timeout negative", svc(func(s *ServiceConfig) { s.Check.Timeout = -time.Second }), []string{"service.check.timeout: -1s: want a positive duration"}},
+		{"check timeout", svc(func(s *ServiceConfig) { s.Check.Timeout = 10 * time.Second }), []string{"service.check.timeout: 10s: want a duration no longer than service.check.interval (5s)"}},
+		{"failures", svc(func(s *ServiceConfig) { s.Check.FailuresBeforeCritical = -1 }), []string{"service.check.failures_before_critical: -1: want at least 1"}},
+	})
+}
+
+// messageCase is a configuration change and the texts its problems must
+// contain.
+type messageCase struct {
+	name string
+	mod  func(*Config)
+	want []string
+}
+
+// checkMessages runs each case on a valid base config and checks that
+// Validate reports it, in words for people.
+func checkMessages(t *testing.T, tests []messageCase) {
+	t.Helper()
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			c := validBase(t)
@@ -123,7 +161,64 @@ func TestValidateMessages(t *testing.T) {
 					t.Errorf("error %q\ndoes not contain %q", err, w)
 				}
 			}
+			// Messages are for people: no package prefixes, Go field names or Go values.
+			for _, bad := range []string{"registry", "config:", "Check.", "TTL", "http=", "tcp="} {
+				if strings.Contains(err.Error(), bad) {
+					t.Errorf("error %q contains %q", err, bad)
+				}
+			}
 		})
+	}
+}
+
+// TestValidateReportsOnce: a problem is reported once, on the field the
+// user wrote, not again on the fields derived from it.
+func TestValidateReportsOnce(t *testing.T) {
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		want string // the only problem
+	}{
+		{"bad service name, default id", func(c *Config) { c.Service.Name = "a/b" }, `service.name: "a/b"`},
+		{"bad node name, default id", func(c *Config) { c.Name = "a/b" }, `name: "a/b"`},
+		{"bad namespace", func(c *Config) { c.Etcd.Namespace = "sidecar/" }, `etcd.namespace: "sidecar/"`},
+		{"port out of range, default id", func(c *Config) { c.Service.Port = 70000 }, "service.port: 70000"},
+		{"address empty, default id", func(c *Config) { c.Service.Address = "" }, `service.address: ""`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := validBase(t)
+			c.Service.Name, c.Service.Port, c.Service.Address = "orders", 8080, "10.0.0.5"
+			tc.mod(&c)
+			if err := c.Complete(); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if lines := strings.Split(err.Error(), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], tc.want) {
+				t.Errorf("problems:\n%v\nwant only %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateMatchesRegistry: every service section Validate accepts, the
+// registry accepts, so `sidecar run` never fails after etcd is up for a
+// configuration problem.
+func TestValidateMatchesRegistry(t *testing.T) {
+	for _, tcp := range []string{"127.0.0.1:8080", "[::1]:8080", "localhost:80", "127.0.0.1:99999", ":80", "::1:80", "a b:80"} {
+		c := validBase(t)
+		c.Service.Name, c.Service.Port, c.Service.Address = "orders", 8080, "10.0.0.5"
+		c.Service.Check.TCP = tcp
+		if err := c.Complete(); err != nil {
+			t.Fatal(err)
+		}
+		daemonErr, registryErr := c.Validate(), c.RegistryConfig().Validate()
+		if (daemonErr == nil) != (registryErr == nil) {
+			t.Errorf("check.tcp %q: daemon says %v, registry says %v", tcp, daemonErr, registryErr)
+		}
 	}
 }
 

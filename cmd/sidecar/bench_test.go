@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -13,9 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/sidecar-dev/sidecar/client"
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
@@ -73,10 +71,12 @@ func stopBench(cmd *exec.Cmd) {
 func quantiles(samples []time.Duration) (p50, p99 float64) {
 	slices.Sort(samples)
 	q := func(p float64) float64 {
-		return float64(samples[min(len(samples)-1, int(p*float64(len(samples))))].Microseconds()) / 1000
+		return ms(samples[min(len(samples)-1, int(p*float64(len(samples))))])
 	}
 	return q(0.5), q(0.99)
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func reportQuantiles(b *testing.B, samples []time.Duration) {
 	p50, p99 := quantiles(samples)
@@ -85,18 +85,31 @@ func reportQuantiles(b *testing.B, samples []time.Duration) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// BenchmarkStartToHealthy: process start until GET /v1/health is 200,
-// beside the floor: a bare etcd server process until it answers a read.
+// BenchmarkStartToHealthy: process start until GET /v1/health is 200. The
+// embedded case alternates with its floor, internal/floor/embedstart: a bare
+// program that starts an embed member with the sidecar's default member
+// settings and reads once (floor_p50_ms, floor_p99_ms), so both see the same
+// machine load. A new single member elects itself 1 to 10 ticks (100 ms to
+// 1 s) after start: etcd fast-forwards 9 of raft's randomized 10..19 ticks.
 func BenchmarkStartToHealthy(b *testing.B) {
 	sidecarBinary(b)
 	b.Run("embedded", func(b *testing.B) {
-		var samples []time.Duration
+		floor := buildFloor(b, "embedstart")
+		var samples, floorSamples []time.Duration
 		for b.Loop() {
 			cmd, _, d := startBench(b, embeddedYAML(b))
 			samples = append(samples, d)
 			stopBench(cmd)
+			floorSamples = append(floorSamples, startFloor(b, floor))
 		}
 		reportQuantiles(b, samples)
+		p50, p99 := quantiles(floorSamples)
+		b.ReportMetric(p50, "floor_p50_ms")
+		b.ReportMetric(p99, "floor_p99_ms")
+		// The fastest start had the shortest election wait (one tick):
+		// what is left is the fixed cost of each.
+		b.ReportMetric(ms(slices.Min(samples)), "min_ms")
+		b.ReportMetric(ms(slices.Min(floorSamples)), "floor_min_ms")
 	})
 	b.Run("join", func(b *testing.B) {
 		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
@@ -108,33 +121,45 @@ func BenchmarkStartToHealthy(b *testing.B) {
 		}
 		reportQuantiles(b, samples)
 	})
-	b.Run("floor-bare-etcd", func(b *testing.B) {
-		bin := etcdtest.ServerBinary(b)
-		var samples []time.Duration
-		for b.Loop() {
-			dir := b.TempDir()
-			curl := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(b))
-			purl := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(b))
-			cmd := exec.Command(bin, "--data-dir", dir, "--listen-client-urls", curl, "--advertise-client-urls", curl,
-				"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl, "--initial-cluster", "default="+purl, "--log-level", "error")
-			start := time.Now()
-			cmd.Start()
-			cli, _ := clientv3.New(clientv3.Config{Endpoints: []string{curl}, Logger: zap.NewNop()})
-			for {
-				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-				_, err := cli.Get(ctx, "x")
-				cancel()
-				if err == nil {
-					break
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
-			samples = append(samples, time.Since(start))
-			cli.Close()
-			stopBench(cmd)
-		}
-		reportQuantiles(b, samples)
-	})
+}
+
+// buildFloor builds the floor program internal/floor/<name>.
+func buildFloor(b *testing.B, name string) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), name)
+	if out, err := exec.Command("go", "build", "-o", bin, "../../internal/floor/"+name).CombinedOutput(); err != nil {
+		b.Fatalf("build floor %s: %v\n%s", name, err, out)
+	}
+	return bin
+}
+
+// startFloor runs the embedstart floor on a new data dir and free ports
+// and returns the time from exec to its "ready" line, printed after its
+// first read succeeded.
+func startFloor(b *testing.B, bin string) time.Duration {
+	b.Helper()
+	curl := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(b))
+	purl := fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(b))
+	cmd := exec.Command(bin, b.TempDir(), curl, purl)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	d := time.Since(start)
+	if line != "ready\n" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		b.Fatalf("floor embedstart: %q, %v\n%s", line, err, stderr.String())
+	}
+	stopBench(cmd)
+	return d
 }
 
 // procSample reads CPU ticks (user+system) and RSS of a process; RSS
@@ -231,10 +256,7 @@ func BenchmarkIdle(b *testing.B) {
 	b.Run("embedded", func(b *testing.B) { run(b, embeddedYAML(b)) })
 	b.Run("floor-bare-clientv3", func(b *testing.B) {
 		srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
-		bin := filepath.Join(b.TempDir(), "idleclient")
-		if out, err := exec.Command("go", "build", "-o", bin, "../../internal/floor/idleclient").CombinedOutput(); err != nil {
-			b.Fatalf("build floor: %v\n%s", err, out)
-		}
+		bin := buildFloor(b, "idleclient")
 		for b.Loop() {
 			cmd := exec.Command(bin, srv.ClientURL)
 			out, _ := cmd.StdoutPipe()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"syscall"
 	"testing"
@@ -87,6 +88,45 @@ func TestE2ERegisterWeightSigterm(t *testing.T) {
 	}
 	if out, err := etcdtest.Etcdctl(t, srv.ClientURL, "lease", "list"); err != nil || !strings.Contains(out, "found 0 leases") {
 		t.Fatalf("etcdctl lease list after SIGTERM: %q %v", out, err)
+	}
+}
+
+// Metadata keys and values written by the user reach etcd unchanged:
+// etcdctl reads Version and AZ, not version and az.
+func TestE2EMetadataKeepsCase(t *testing.T) {
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	cli := srv.Client(t)
+	p := startProc(t, fmt.Sprintf(`
+name: node-a
+data_dir: %s
+etcd: {endpoints: [%s]}
+service:
+  name: orders
+  address: 127.0.0.1
+  port: 8080
+  ttl: 2s
+  metadata: {Version: v1, AZ: eu-1a}
+`, t.TempDir(), srv.ClientURL))
+	p.waitHealthy(t)
+	waitKey(t, cli, true, 5*time.Second)
+
+	out, err := etcdtest.Etcdctl(t, srv.ClientURL, "get", ordersKey, "--print-value-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Metadata struct {
+			Metadata map[string]string `json:"metadata"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rec); err != nil {
+		t.Fatalf("etcdctl get: %v\n%s", err, out)
+	}
+	if want := map[string]string{"Version": "v1", "AZ": "eu-1a"}; !maps.Equal(rec.Metadata.Metadata, want) {
+		t.Fatalf("metadata in etcd = %v, want %v\n%s", rec.Metadata.Metadata, want, out)
+	}
+	if out, err := p.cli(t, "services", "orders"); err != nil || !strings.Contains(out, "AZ=eu-1a,Version=v1") {
+		t.Fatalf("services orders: %v\n%s", err, out)
 	}
 }
 

@@ -30,8 +30,10 @@ var flagKeys = map[string]string{
 
 // loadConfig reads the configuration: file, then SIDECAR_* environment, then
 // flags, each beating the one before; in embedded mode etcd's own ETCD_*
-// variables fill embedded fields left unset. Unknown fields and values that
-// do not parse are reported together, each naming the field.
+// variables fill embedded fields left unset. Map fields (service.metadata)
+// keep the case of their keys (see rawMaps); in the environment they are
+// JSON objects. Unknown fields and values that do not parse are reported
+// together, each naming the field or variable.
 func loadConfig(file string, flags *pflag.FlagSet, environ []string) (sidecar.Config, error) {
 	env := envMap(environ)
 	v := viper.New()
@@ -44,11 +46,11 @@ func loadConfig(file string, flags *pflag.FlagSet, environ []string) (sidecar.Co
 		}
 	}
 	for _, key := range leafKeys(reflect.TypeOf(cfg), "") {
-		envName := "SIDECAR_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-		if val, ok := env[envName]; ok {
+		if val, ok := env[envVar(key)]; ok {
 			v.Set(key, val) // environment beats the file
 		}
 	}
+	userMaps, errs := rawMaps(file, mapKeys(reflect.TypeOf(cfg), ""), env)
 	if val, ok := env["SIDECAR_SOCKET"]; ok && env["SIDECAR_API_SOCKET"] == "" {
 		v.Set("api.socket", val) // the CLI's variable works for the daemon too
 	}
@@ -59,7 +61,6 @@ func loadConfig(file string, flags *pflag.FlagSet, environ []string) (sidecar.Co
 			}
 		}
 	}
-	var errs []error
 	if v.GetString("etcd.dns_srv") == "" && len(v.GetStringSlice("etcd.endpoints")) == 0 {
 		errs = append(errs, applyEtcdEnv(v, env)...)
 	}
@@ -67,9 +68,10 @@ func loadConfig(file string, flags *pflag.FlagSet, environ []string) (sidecar.Co
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
 		dc.Metadata = &md
 		dc.ZeroFields = true
-		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(durationHook, byteSizeHook, mapstructure.StringToWeakSliceHookFunc(","))
+		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(keepCaseHook, durationHook, byteSizeHook, mapstructure.StringToWeakSliceHookFunc(","))
 	})
 	errs = append(errs, decodeErrors(err)...)
+	setMaps(&cfg, userMaps)
 	slices.Sort(md.Unused)
 	for _, k := range md.Unused {
 		errs = append(errs, fmt.Errorf("%s: unknown field", k))
@@ -95,7 +97,7 @@ func envMap(environ []string) map[string]string {
 }
 
 // leafKeys lists the dotted keys of a config struct's scalar and list
-// fields (lists of structs are left to the file).
+// fields (lists of structs are left to the file; maps to rawMaps).
 func leafKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := range t.NumField() {
@@ -105,6 +107,7 @@ func leafKeys(t reflect.Type, prefix string) []string {
 		case f.Type.Kind() == reflect.Struct:
 			keys = append(keys, leafKeys(f.Type, key+".")...)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+		case f.Type.Kind() == reflect.Map:
 		default:
 			keys = append(keys, key)
 		}

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +193,102 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Keys and values of service.metadata are the user's data: they reach the
+// config as written, from the file and from the environment (a JSON object),
+// and the variable beats the file.
+func TestMetadataKeepsCase(t *testing.T) {
+	file := writeFile(t, `
+service:
+  name: orders
+  metadata: {Version: v1, AZ: eu-1a, build: 1.10, Empty: }
+`)
+	upper := writeFile(t, "Service:\n  Metadata:\n    Zone: A\n")
+	merged := writeFile(t, "service:\n  metadata:\n    <<: {Team: Core}\n    Version: v1\n")
+	tests := []struct {
+		name string
+		file string
+		env  []string
+		want map[string]string
+	}{
+		{"file", file, nil, map[string]string{"Version": "v1", "AZ": "eu-1a", "build": "1.10", "Empty": ""}},
+		{"env beats file", file, []string{`SIDECAR_SERVICE_METADATA={"Version":"v2","Replicas":3,"Canary":true}`}, map[string]string{"Version": "v2", "Replicas": "3", "Canary": "true"}},
+		{"env only", "", []string{`SIDECAR_SERVICE_METADATA= {"AZ": "eu-1b"} `}, map[string]string{"AZ": "eu-1b"}},
+		{"empty env clears", file, []string{"SIDECAR_SERVICE_METADATA="}, map[string]string{}},
+		{"field names in any case", upper, nil, map[string]string{"Zone": "A"}},
+		{"merge key", merged, nil, map[string]string{"Team": "Core", "Version": "v1"}},
+		{"unset", "", nil, map[string]string{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(tc.file, nil, tc.env)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if !maps.Equal(cfg.Service.Metadata, tc.want) {
+				t.Fatalf("metadata = %#v, want %#v", cfg.Service.Metadata, tc.want)
+			}
+		})
+	}
+}
+
+// A map that does not parse is one configuration error naming the field or
+// variable, never ignored and never reported twice.
+func TestMetadataErrors(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"env not JSON", "", []string{"SIDECAR_SERVICE_METADATA=version=v1"}, `SIDECAR_SERVICE_METADATA: "version=v1": want a JSON object of names to strings`},
+		{"env JSON array", "", []string{`SIDECAR_SERVICE_METADATA=["a"]`}, `SIDECAR_SERVICE_METADATA: "[\"a\"]": want a JSON object`},
+		{"env nested object", "", []string{`SIDECAR_SERVICE_METADATA={"a":{"b":"c"}}`}, `SIDECAR_SERVICE_METADATA: "{\"a\":{\"b\":\"c\"}}": want a JSON object`},
+		{"env trailing data", "", []string{`SIDECAR_SERVICE_METADATA={"a":"b"}}`}, `SIDECAR_SERVICE_METADATA: "{\"a\":\"b\"}}": want a JSON object`},
+		{"file list", "service:\n  metadata: [a, b]\n", nil, "service.metadata: want a mapping of names to values"},
+		{"file string", "service:\n  metadata: version=v1\n", nil, "service.metadata: want a mapping of names to values"},
+		{"file nested value", "service:\n  metadata: {Tags: [a, b]}\n", nil, "service.metadata.Tags: want a string, number or boolean"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			file := ""
+			if tc.yaml != "" {
+				file = writeFile(t, tc.yaml)
+			}
+			_, err := loadConfig(file, nil, tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if n := strings.Count(err.Error(), "\n") + 1; n != 1 {
+				t.Fatalf("%d errors, want one:\n%v", n, err)
+			}
+		})
+	}
+}
+
+// Every map field of the configuration is read by rawMaps: a map[string]string
+// outside lists. A map of another type, or inside a list of structs, would
+// reach the config through viper with its keys lower-cased.
+func TestMapFields(t *testing.T) {
+	var walk func(reflect.Type, string, bool)
+	walk = func(t2 reflect.Type, path string, inList bool) {
+		switch t2.Kind() {
+		case reflect.Struct:
+			for i := range t2.NumField() {
+				f := t2.Field(i)
+				walk(f.Type, path+"."+f.Tag.Get("mapstructure"), inList)
+			}
+		case reflect.Slice:
+			walk(t2.Elem(), path+"[]", true)
+		case reflect.Map:
+			if inList || t2 != stringMapType {
+				t.Errorf("%s: a %s is not read case-sensitively (see rawMaps)", path, t2)
+			}
+		}
+	}
+	walk(reflect.TypeOf(sidecar.Config{}), "", false)
+	if got := mapKeys(reflect.TypeOf(sidecar.Config{}), ""); !slices.Equal(got, []string{"service.metadata"}) {
+		t.Fatalf("mapKeys = %q", got)
 	}
 }

@@ -4,14 +4,18 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/client"
-	"github.com/sidecar-dev/sidecar/sidecar"
 )
 
 // exitError carries a specific exit code out of a command.
@@ -24,15 +28,65 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
-	root := newRoot()
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
+	ctx, stop := signalContext(context.Background())
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	os.Exit(exitCode(ctx, err, os.Stderr))
+}
+
+// signalCause is the cause of the root context's cancellation when SIGINT
+// or SIGTERM arrived.
+type signalCause struct{ sig syscall.Signal }
+
+func (c signalCause) Error() string { return "sidecar: " + c.sig.String() }
+
+// Is makes the signal count as a cancellation (errors.Is(cause,
+// context.Canceled)), as the cause of signal.NotifyContext does.
+func (c signalCause) Is(target error) bool { return target == context.Canceled }
+
+// signalContext returns a context cancelled, with a signalCause, by the
+// first SIGINT or SIGTERM; stop stops catching them. It is
+// signal.NotifyContext that also tells which signal came, for the exit code.
+// Every command runs under it: `sidecar run` shuts down cleanly, and the
+// requests of client commands are cancelled.
+func signalContext(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case s := <-ch:
+			cancel(signalCause{s.(syscall.Signal)})
+		case <-ctx.Done():
 		}
-		os.Exit(1)
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		cancel(nil)
+		<-done
 	}
+}
+
+// exitCode reports err on w, in its one line, and returns the exit status:
+// 0 without error; the code of an *exitError; 128+N, quietly, when signal N
+// cancelled a command before it was done (a watch that the user stops ends
+// without error, so with 0); else 1.
+func exitCode(ctx context.Context, err error, w io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var sc signalCause
+	if errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &sc) {
+		return 128 + int(sc.sig)
+	}
+	fmt.Fprintln(w, err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return 1
 }
 
 func newRoot() *cobra.Command {
@@ -42,23 +96,30 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().String("socket", "", "unix socket of the daemon's local API (env SIDECAR_SOCKET; default "+sidecar.DefaultSocketPath()+")")
+	root.PersistentFlags().String("socket", "", "unix socket of the daemon's local API (env "+client.SocketEnv+"; default "+api.DefaultSocketPath()+")")
 	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newClusterCmd(), newVersionCmd())
 	return root
 }
 
 // socketPath resolves the socket for client commands: --socket, then
-// SIDECAR_SOCKET, then the daemon's default.
+// SIDECAR_SOCKET, then the daemon's default (client.DefaultSocket).
 func socketPath(cmd *cobra.Command) string {
 	if s, _ := cmd.Flags().GetString("socket"); s != "" {
 		return s
 	}
-	if s := os.Getenv("SIDECAR_SOCKET"); s != "" {
-		return s
-	}
-	return sidecar.DefaultSocketPath()
+	return client.DefaultSocket()
 }
 
 func newClient(cmd *cobra.Command) *client.Client {
 	return client.New(socketPath(cmd))
+}
+
+// endOfWatch turns the error that ended a watch into the command's result:
+// a watch the user stopped (Ctrl-C, SIGTERM) ends without error; anything
+// else, such as client.ErrDaemonGone, is a failure.
+func endOfWatch(ctx context.Context, err error) error {
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -24,9 +22,10 @@ func newRunCmd() *cobra.Command {
 			if err = errors.Join(lerr, err); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("sidecar: bad configuration:\n%w", indent(err))}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			return d.Run(ctx)
+			// cmd.Context() is cancelled by SIGTERM or SIGINT (see
+			// signalContext): the daemon then deregisters, releases and
+			// stops, and Run returns nil.
+			return d.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()

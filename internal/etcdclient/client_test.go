@@ -136,7 +136,7 @@ func TestPlain(t *testing.T) {
 	t.Run("https to a plain server", func(t *testing.T) {
 		ep := "https://" + hostPort
 		err, _ := checkErr(t, etcdclient.Config{Endpoints: []string{ep}, DialTimeout: 2 * time.Second})
-		wantConnError(t, err, ep, etcdclient.KindTLS, "TLS handshake failed")
+		wantConnError(t, err, ep, etcdclient.KindTLS, "TLS handshake failed: the server does not speak TLS", "use an http:// endpoint")
 	})
 	t.Run("stopped process", func(t *testing.T) {
 		cfg := etcdclient.Config{Endpoints: []string{s.ClientURL}, DialTimeout: 2 * time.Second}

@@ -159,21 +159,17 @@ func (d *diagnosis) handshake(ctx context.Context, conn net.Conn, e endpoint) er
 	if secure {
 		tc := tls.Client(conn, d.probeTLS(e))
 		if err := tc.HandshakeContext(ctx); err != nil {
-			switch {
-			case isTimeout(err):
+			if isTimeout(err) {
 				return d.connError(e.raw, KindTimeout, err)
-			case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
-				err = fmt.Errorf("the server closed the connection (%w); if it does not speak TLS, use an http:// endpoint", err)
 			}
-			return d.connError(e.raw, KindTLS, err)
+			if closedConn(err) {
+				return d.closedError(ctx, e, true, err)
+			}
+			return d.connError(e.raw, KindTLS, err) // what the server stated: x509, an alert, not TLS at all
 		}
 		conn = tc
 	}
-	var hdr [9]byte
-	_, err := conn.Write(h2Hello)
-	if err == nil {
-		_, err = io.ReadFull(conn, hdr[:])
-	}
+	hdr, err := h2Preface(conn)
 	var opErr *net.OpError
 	switch {
 	case err == nil && hdr[3] == 4: // a SETTINGS frame
@@ -186,11 +182,72 @@ func (d *diagnosis) handshake(ctx context.Context, conn net.Conn, e endpoint) er
 		return d.connError(e.raw, KindTimeout, err)
 	case secure && errors.As(err, &opErr) && opErr.Op == "remote error":
 		return d.connError(e.raw, KindTLS, err) // a TLS alert, e.g. "certificate required"
-	case !secure && (errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)):
-		return d.connError(e.raw, KindTLS, fmt.Errorf("the server closed the connection on an HTTP/2 preface (%w); if it expects TLS, use an https:// endpoint", err))
+	case !secure && closedConn(err):
+		return d.closedError(ctx, e, false, err)
 	default:
 		return d.connError(e.raw, KindUnavailable, err)
 	}
+}
+
+// h2Preface sends the HTTP/2 client preface on conn and reads the first 9
+// bytes of the answer (a frame header, from an HTTP/2 server).
+func h2Preface(conn net.Conn) (hdr [9]byte, err error) {
+	if _, err = conn.Write(h2Hello); err == nil {
+		_, err = io.ReadFull(conn, hdr[:])
+	}
+	return hdr, err
+}
+
+// closedConn reports whether err says only that the connection ended (EOF,
+// a reset, a broken pipe) without a word from the server.
+func closedConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// closedError classifies a connection to e that was closed or reset before
+// the server answered the TLS handshake (secure) or the plain HTTP/2
+// preface. That alone is transient (KindUnavailable): a server restarting,
+// or a proxy or load balancer in front of one that is not up yet, does it.
+// It is a configuration error (KindTLS) only when the server, asked again
+// in the other protocol, answers it: then the endpoint's scheme is wrong.
+// This is the one place where a closed connection is judged.
+func (d *diagnosis) closedError(ctx context.Context, e endpoint, secure bool, err error) error {
+	switch {
+	case secure && d.speaksOther(ctx, e, true):
+		return d.connError(e.raw, KindTLS, fmt.Errorf("the server does not speak TLS (it closed the connection: %w, and answers plain HTTP/2); use an http:// endpoint", err))
+	case !secure && d.speaksOther(ctx, e, false):
+		return d.connError(e.raw, KindTLS, fmt.Errorf("the server expects TLS (it closed the connection on an HTTP/2 preface: %w, and answers TLS); use an https:// endpoint", err))
+	case secure:
+		return d.connError(e.raw, KindUnavailable, fmt.Errorf("the connection was closed during the TLS handshake: %w", err))
+	default:
+		return d.connError(e.raw, KindUnavailable, fmt.Errorf("the connection was closed on an HTTP/2 preface: %w", err))
+	}
+}
+
+// speaksOther reports whether e answers, on a new connection, in the
+// protocol the client did not use: a plain HTTP/2 or HTTP/1 answer to the
+// HTTP/2 preface when secure; otherwise a TLS handshake (completed, or
+// refused with an alert, which only a TLS server sends).
+func (d *diagnosis) speaksOther(ctx context.Context, e endpoint, secure bool) bool {
+	dialer := net.Dialer{Resolver: d.cfg.Resolver}
+	conn, err := dialer.DialContext(ctx, "tcp", e.hostPort())
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	if secure {
+		hdr, err := h2Preface(conn)
+		return err == nil && (hdr[3] == 4 || bytes.HasPrefix(hdr[:], []byte("HTTP/")))
+	}
+	// Only asks whether the server speaks TLS; nothing is sent over it.
+	probe := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}, MinVersion: tls.VersionTLS12} //nolint:gosec
+	err = tls.Client(conn, probe).HandshakeContext(ctx)
+	var opErr *net.OpError
+	return err == nil || (errors.As(err, &opErr) && opErr.Op == "remote error")
 }
 
 // probeTLS is the client's TLS configuration for a probe of e, with the

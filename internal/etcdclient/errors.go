@@ -16,9 +16,11 @@ type Kind int
 const (
 	// KindRefused: nothing listens on the endpoint's port.
 	KindRefused Kind = iota + 1
-	// KindTLS: the TLS handshake failed (unknown authority, wrong host
-	// name, client certificate missing or refused, TLS spoken to a plain
-	// endpoint or the reverse).
+	// KindTLS: the server stated a TLS failure (unknown authority, wrong
+	// host name, client certificate missing or refused: an x509 error or a
+	// TLS alert), or TLS was spoken to a plain endpoint or the reverse (the
+	// server answers the other protocol). A connection merely closed or
+	// reset during the handshake is KindUnavailable.
 	KindTLS
 	// KindAuth: etcd refused the user name, password or token.
 	KindAuth
@@ -27,7 +29,9 @@ const (
 	// KindDNS: a host name or DNS SRV domain did not resolve.
 	KindDNS
 	// KindUnavailable: etcd answered but cannot serve (no leader, stopped,
-	// too many requests), or the network refused in another way.
+	// too many requests), or the network refused in another way, such as
+	// a connection closed or reset before the server answered (a server
+	// restarting, or a proxy in front of one that is not up yet).
 	KindUnavailable
 )
 
@@ -116,7 +120,8 @@ func authText(err error) string {
 // or any endpoint failing with KindTLS or KindAuth. The auth store is shared
 // by all members and they normally share one CA, so one endpoint saying
 // "wrong password" or "unknown authority" speaks for the cluster. Refused,
-// timeout, DNS and unavailable are transient; so is cancellation.
+// timeout, DNS and unavailable are transient (a connection reset during
+// the TLS handshake among them); so is cancellation.
 func Permanent(err error) bool {
 	permanent := false
 	walk(err, func(e error) {

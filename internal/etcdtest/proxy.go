@@ -22,6 +22,7 @@ type Proxy struct {
 	ln     net.Listener  // nil while dropped
 	open   chan struct{} // closed while forwarding; a new, open one while blackholed
 	conns  map[*proxyConn]struct{}
+	reset  bool // new connections are reset after their first bytes
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -82,6 +83,7 @@ func (p *Proxy) Addr() string { return p.addr }
 func (p *Proxy) Blackhole() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.reset = false
 	if p.forwardingLocked() {
 		p.open = make(chan struct{})
 	}
@@ -102,11 +104,29 @@ func (p *Proxy) Drop() {
 	}
 }
 
+// Reset makes the proxy reset connections (a TCP RST, not a FIN), as a
+// proxy or load balancer does whose backend is not up yet: every open
+// connection now, and each new one after reading what the client sends
+// first (a TLS ClientHello, an HTTP/2 preface), so that the client sees the
+// reset in the middle of its handshake. It lasts until Heal or Blackhole,
+// and listens again after Drop.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reset = true
+	p.listenLocked()
+	for c := range p.conns {
+		resetConn(c.client)
+		c.close()
+	}
+}
+
 // Heal accepts connections again, on the same address, and forwards on
 // all of them.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.reset = false
 	p.listenLocked()
 	if !p.forwardingLocked() {
 		close(p.open)
@@ -174,6 +194,15 @@ func (p *Proxy) serve(ln net.Listener) {
 
 func (p *Proxy) handle(client net.Conn) {
 	defer p.wg.Done()
+	p.mu.Lock()
+	reset := p.reset
+	p.mu.Unlock()
+	if reset {
+		_ = client.SetReadDeadline(time.Now().Add(time.Second))
+		_, _ = client.Read(make([]byte, 4096)) // the start of the client's handshake
+		resetConn(client)
+		return
+	}
 	upstream, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		client.Close()
@@ -223,4 +252,13 @@ func (p *Proxy) pipe(c *proxyConn, dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// resetConn closes c with a TCP RST: with SO_LINGER 0, close discards
+// unsent data and resets the connection.
+func resetConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	c.Close()
 }

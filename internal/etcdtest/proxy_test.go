@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,6 +110,41 @@ func TestProxy(t *testing.T) {
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+func TestProxyReset(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs last
+	p := etcdtest.StartProxy(t, echoServer(t))
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+		if err != nil {
+			t.Fatalf("dial proxy: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	open := dial()
+	if got, err := roundTrip(open, "a", time.Second); err != nil || got != "a" {
+		t.Fatalf("forwarding: got %q, %v", got, err)
+	}
+
+	p.Reset()
+	if _, err := readN(open, 1, 2*time.Second); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("connection open at Reset: want a reset, got %v", err)
+	}
+	for i := range 3 { // each new connection is reset after its first bytes
+		if _, err := roundTrip(dial(), "hello", 2*time.Second); !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("connection %d made while resetting: want a reset, got %v", i, err)
+		}
+	}
+
+	p.Heal()
+	if got, err := roundTrip(dial(), "b", time.Second); err != nil || got != "b" {
+		t.Fatalf("after heal from reset: got %q, %v", got, err)
+	}
+	p.Close()
+}
 
 func TestProxyEtcd(t *testing.T) {
 	e := etcdtest.StartEmbedded(t)

@@ -3,42 +3,63 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/internal/version"
 )
 
-// etcdComponent is the etcd part of /v1/health.
-func (d *Daemon) etcdComponent(ctx context.Context) api.Component {
-	select {
-	case <-d.ready:
-	default:
-		d.etcd.mu.RLock()
-		defer d.etcd.mu.RUnlock()
+// statusRoutes are the routes of the sidecar's own state.
+func (d *Daemon) statusRoutes() []route {
+	return []route{
+		{method: "GET", pattern: "/v1/health", handle: d.handleHealth},
+		{method: "GET", pattern: "/v1/status", handle: d.handleStatus},
+		{method: "GET", pattern: "/v1/cluster", handle: d.handleCluster},
+		{method: "GET", pattern: "/metrics", handle: d.handleMetrics},
+	}
+}
+
+// tcpRoutes are all that the optional api.http listener serves.
+func (d *Daemon) tcpRoutes() []route {
+	return []route{
+		{method: "GET", pattern: "/v1/health", handle: d.handleHealth},
+		{method: "GET", pattern: "/metrics", handle: d.handleMetrics},
+	}
+}
+
+// etcdComponent is the etcd part of /v1/health, read from the liveness
+// monitor: it never waits on etcd.
+func (d *Daemon) etcdComponent() api.Component {
+	st, ok := d.etcd.liveness()
+	switch {
+	case !ok || !st.Answered:
 		c := api.Component{State: api.StateStarting}
+		d.etcd.mu.RLock()
 		if d.etcd.lastErr != nil {
 			c.Error = d.etcd.lastErr.Error()
 		}
+		d.etcd.mu.RUnlock()
 		return c
-	}
-	if err := d.probe(ctx); err != nil {
-		return api.Component{State: api.StateUnavailable, Error: err.Error()}
+	case !st.Up:
+		return api.Component{State: api.StateUnavailable, Error: st.Reason}
 	}
 	return api.Component{State: api.StateOK}
 }
 
 // health is 200 when the sidecar itself works: etcd answers, registration
 // is not lost, no config mapping fails. A critical app check is the app's
-// problem and does not make the sidecar unhealthy.
-func (d *Daemon) health(ctx context.Context) api.Health {
+// problem and does not make the sidecar unhealthy. It reads state kept by
+// the components and never waits on etcd.
+func (d *Daemon) health() api.Health {
 	h := api.Health{Components: map[string]api.Component{
-		"etcd":         d.etcdComponent(ctx),
+		"etcd":         d.etcdComponent(),
 		"registration": d.registrationComponent(),
 		"config":       {State: api.StateDisabled},
 	}}
@@ -46,8 +67,8 @@ func (d *Daemon) health(ctx context.Context) api.Health {
 	return h
 }
 
-func (d *Daemon) handleHealth(w http.ResponseWriter, r *http.Request) {
-	h := d.health(r.Context())
+func (d *Daemon) handleHealth(w http.ResponseWriter, r *request) {
+	h := d.health()
 	code := http.StatusOK
 	if !h.Healthy {
 		code = http.StatusServiceUnavailable
@@ -55,8 +76,8 @@ func (d *Daemon) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, h)
 }
 
-// Status returns what `sidecar status` shows.
-func (d *Daemon) Status(ctx context.Context) api.Status {
+// Status returns what `sidecar status` shows. It never waits on etcd.
+func (d *Daemon) Status() api.Status {
 	st := api.Status{
 		Node:      d.cfg.Name,
 		Version:   version.Sidecar(),
@@ -67,13 +88,13 @@ func (d *Daemon) Status(ctx context.Context) api.Status {
 		Locks:     []api.Hold{},
 		Elections: []api.Hold{},
 	}
-	st.Etcd = d.etcdStatus(ctx)
+	st.Etcd = d.etcdStatus()
 	st.Registration = d.registration()
 	return st
 }
 
-func (d *Daemon) etcdStatus(ctx context.Context) api.EtcdStatus {
-	perr := d.probe(ctx)
+func (d *Daemon) etcdStatus() api.EtcdStatus {
+	live, _ := d.etcd.liveness()
 	d.etcd.mu.RLock()
 	defer d.etcd.mu.RUnlock()
 	es := api.EtcdStatus{Mode: "join", Endpoints: append([]string{}, d.etcd.endpoints...), ConnState: "none"}
@@ -82,10 +103,8 @@ func (d *Daemon) etcdStatus(ctx context.Context) api.EtcdStatus {
 	}
 	if d.etcd.cli != nil {
 		es.ConnState = d.etcd.connState.String()
-		es.Connected = perr == nil
-		if perr != nil {
-			es.LastError = perr.Error()
-		}
+		es.Connected = live.Up
+		es.LastError = live.Reason
 	} else if d.etcd.lastErr != nil {
 		es.LastError = d.etcd.lastErr.Error()
 	}
@@ -98,16 +117,16 @@ func (d *Daemon) etcdStatus(ctx context.Context) api.EtcdStatus {
 	return es
 }
 
-func (d *Daemon) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, d.Status(r.Context()))
+func (d *Daemon) handleStatus(w http.ResponseWriter, r *request) {
+	writeJSON(w, http.StatusOK, d.Status())
 }
 
 // handleCluster lists the members and asks each client endpoint for its
 // status, like `etcdctl endpoint status --cluster`.
-func (d *Daemon) handleCluster(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleCluster(w http.ResponseWriter, r *request) {
 	cli := d.etcd.client()
 	if cli == nil {
-		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+d.etcdComponent(r.Context()).Error)
+		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+d.notReadyReason())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -150,4 +169,12 @@ func endpointStatus(ctx context.Context, cli *clientv3.Client, ep string) api.En
 	es.RaftTerm, es.RaftIndex, es.RaftApplied = st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
 	es.Errors = st.Errors
 	return es
+}
+
+func (d *Daemon) promHandler() http.Handler {
+	return promhttp.HandlerFor(d.metrics.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
+}
+
+func (d *Daemon) handleMetrics(w http.ResponseWriter, r *request) {
+	d.metricsHandler.ServeHTTP(w, r.Request)
 }

@@ -4,14 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/discovery"
-	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
 // firstListTimeout bounds the wait for a service's first list from etcd.
@@ -35,31 +32,16 @@ func (d *Daemon) notReadyReason() string {
 	return "still connecting"
 }
 
-// serviceName reads and checks {name}; on a bad name it has answered 400.
-func serviceName(w http.ResponseWriter, r *http.Request) (string, bool) {
-	name := r.PathValue("name")
-	if !names.Valid(name) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad service name %q: want %s", name, names.Pattern))
-		return "", false
+// serviceRoutes are the discovery routes.
+func (d *Daemon) serviceRoutes() []route {
+	return []route{
+		{method: "GET", pattern: "/v1/services", handle: d.handleServices},
+		{method: "GET", pattern: "/v1/services/{name}", handle: d.handleService, noun: "service", stream: true},
+		{method: "GET", pattern: "/v1/services/{name}/pick", handle: d.handlePick, noun: "service"},
 	}
-	return name, true
 }
 
-// watchParam reads ?watch=; on a bad value it has answered 400.
-func watchParam(w http.ResponseWriter, r *http.Request) (watch, ok bool) {
-	v := r.URL.Query().Get("watch")
-	if v == "" {
-		return false, true
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad watch=%q: want true or false", v))
-		return false, false
-	}
-	return b, true
-}
-
-func (d *Daemon) handleServices(w http.ResponseWriter, r *http.Request) {
+func (d *Daemon) handleServices(w http.ResponseWriter, r *request) {
 	c := d.discoveryCache(w)
 	if c == nil {
 		return
@@ -75,15 +57,8 @@ func (d *Daemon) handleServices(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Services{Services: names})
 }
 
-func (d *Daemon) handleService(w http.ResponseWriter, r *http.Request) {
-	name, ok := serviceName(w, r)
-	if !ok {
-		return
-	}
-	watch, ok := watchParam(w, r)
-	if !ok {
-		return
-	}
+func (d *Daemon) handleService(w http.ResponseWriter, r *request) {
+	name, watch := r.name, r.watch
 	c := d.discoveryCache(w)
 	if c == nil {
 		return
@@ -99,7 +74,7 @@ func (d *Daemon) handleService(w http.ResponseWriter, r *http.Request) {
 			writeDiscoveryError(w, err)
 			return
 		}
-		streamNDJSON(w, r, ch, toAPIService)
+		streamNDJSON(w, r.Request, ch, toAPIService)
 		return
 	}
 	if err != nil {
@@ -109,11 +84,8 @@ func (d *Daemon) handleService(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toAPIService(snap))
 }
 
-func (d *Daemon) handlePick(w http.ResponseWriter, r *http.Request) {
-	name, ok := serviceName(w, r)
-	if !ok {
-		return
-	}
+func (d *Daemon) handlePick(w http.ResponseWriter, r *request) {
+	name := r.name
 	c := d.discoveryCache(w)
 	if c == nil {
 		return
