@@ -95,12 +95,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.startEtcd(ctx, fail, p); err != nil {
 		return err
 	}
+	if p.cli == nil { // ctx ended, or a part failed, during start-up
+		return runResult(ctx)
+	}
 	close(d.ready)
 	d.log.Info("etcd ready", "endpoints", p.cli.Endpoints())
 	sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
 	<-ctx.Done()
 	sdnotify.SdNotify(false, sdnotify.SdNotifyStopping)
-	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+	return runResult(ctx)
+}
+
+// runResult is Run's result once ctx has ended: nil when it was cancelled
+// (a signal, the caller), else the failure that ended it.
+func runResult(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil

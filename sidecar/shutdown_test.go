@@ -3,7 +3,10 @@ package sidecar
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/client"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // syncBuffer is a log destination safe for concurrent writes.
@@ -119,5 +123,43 @@ func assertOrder(t *testing.T, logs string, markers ...string) {
 			t.Fatalf("log line %q missing, or before %q's predecessor; logs:\n%s", m, m, logs)
 		}
 		at += i + len(m)
+	}
+}
+
+// TestStopWhileConnecting: a daemon whose etcd never answers still stops
+// cleanly when asked: Run returns nil, its API answered meanwhile (503
+// with the reason), and the socket is gone.
+func TestStopWhileConnecting(t *testing.T) {
+	cfg := Defaults()
+	cfg.Name, cfg.DataDir = "t1", t.TempDir()
+	cfg.Etcd.Endpoints = []string{fmt.Sprintf("http://127.0.0.1:%d", etcdtest.FreePort(t))} // nobody listens
+	cfg.API.Socket = shortDir(t) + "/s.sock"
+	cfg.Log.Level = "error"
+	d, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	api := client.New(cfg.SocketPath())
+	etcdtest.Eventually(t, 10*time.Second, "health says why etcd is not there", func() error {
+		h, err := api.Health(t.Context())
+		if err != nil || h.Healthy || !strings.Contains(h.Components["etcd"].Error, "refused") {
+			return fmt.Errorf("%+v %v", h, err)
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of the cancel")
+	}
+	if _, err := os.Stat(cfg.SocketPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
 	}
 }
