@@ -23,8 +23,8 @@ func TestCompactionRelistsAndDiffs(t *testing.T) {
 	e := etcdtest.StartEmbedded(t)
 	admin := e.Client(t)
 	p := etcdtest.StartProxy(t, e.ClientURL)
-	var logs logBuffer
-	c := startCache(t, newClient(t, p.URL()), discovery.Config{Logger: logs.logger()})
+	var logs etcdtest.LogBuffer
+	c := startCache(t, newClient(t, p.URL()), discovery.Config{Logger: logs.Logger()})
 	register(t, admin, "orders", "a", "h:1", 1, "", nil)
 	register(t, admin, "orders", "b", "h:2", 2, "", nil)
 	register(t, admin, "orders", "c", "h:3", 3, "", nil)

@@ -352,21 +352,37 @@ func TestNoLeakedLeases(t *testing.T) {
 
 	h := start(t, cli, cfg)
 	st, _ := waitState(t, h, 5*time.Second, "registered", isRegistered)
-	for range 5 {
+	var want int64 // restorations so far
+	for i := range 5 {
 		if _, err := cli.Revoke(t.Context(), clientv3.LeaseID(st.LeaseID)); err != nil {
 			t.Fatal(err)
 		}
+		want++
 		prev := st.LeaseID
 		st, _ = waitState(t, h, 5*time.Second, "registered with a new lease", func(st registry.Status) bool {
 			return isRegistered(st) && st.LeaseID != prev
 		})
+		if st.Reregistrations != want { // counted in the update that made it registered
+			t.Errorf("revoke %d: reregistrations = %d, want %d", i, st.Reregistrations, want)
+		}
 		waitLeases(t, cli, time.Second, st.LeaseID)
 		if _, err := cli.Delete(t.Context(), keyOf(cfg)); err != nil {
 			t.Fatal(err)
 		}
+		want++
 		etcdtest.Eventually(t, 3*time.Second, "key back", func() error {
 			return keyOnLease(t, cli, keyOf(cfg), st.LeaseID)
 		})
+		// etcd holds the record once the registrar's write commits, before
+		// the registrar reads the answer and counts the restoration: wait
+		// for the count, not only the key, before the next loss or the end.
+		lease := st.LeaseID
+		st, _ = waitState(t, h, 3*time.Second, "restoration counted", func(st registry.Status) bool {
+			return st.Reregistrations >= want
+		})
+		if st.Reregistrations != want || !isRegistered(st) || st.LeaseID != lease {
+			t.Errorf("delete %d: status %+v, want registered on lease %x with %d reregistrations", i, st, lease, want)
+		}
 		waitLeases(t, cli, time.Second, st.LeaseID)
 	}
 	if got := h.Status().Reregistrations; got != 10 {

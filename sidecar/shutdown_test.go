@@ -1,14 +1,11 @@
 package sidecar
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,24 +15,6 @@ import (
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestShutdownOrder: on shutdown the registration is withdrawn first,
 // while the API still answers and through a client that still reaches
 // etcd; then the API stops, then the client closes, then the member stops.
@@ -44,8 +23,8 @@ func (s *syncBuffer) String() string {
 func TestShutdownOrder(t *testing.T) {
 	cfg := withService(embeddedConfig(t), "orders", 8080)
 	cfg.Service.DrainTimeout = time.Second
-	logs := &syncBuffer{}
-	d, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	logs := &etcdtest.LogBuffer{}
+	d, err := New(cfg, logs.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,9 +126,17 @@ func (p *daemonProc) waitHealthy(t *testing.T) api.Status {
 func (p *daemonProc) terminate(t *testing.T) int {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGTERM)
+	return waitExit(t, p.done, "daemon did not exit within 30s of SIGTERM")
+}
+
+// waitExit waits up to 30s for a process's Wait result on done (put back
+// for the cleanup) and returns its exit code; after 30s it fails the test
+// with what.
+func waitExit(t *testing.T, done chan error, what string) int {
+	t.Helper()
 	select {
-	case err := <-p.done:
-		p.done <- err // for the cleanup
+	case err := <-done:
+		done <- err
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			return ee.ExitCode()
@@ -138,7 +146,7 @@ func (p *daemonProc) terminate(t *testing.T) int {
 		}
 		return 0
 	case <-time.After(30 * time.Second):
-		t.Fatal("daemon did not exit within 30s of SIGTERM")
+		t.Fatal(what)
 		return -1
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
 	"os/exec"
 	"strings"
 	"sync"
@@ -78,21 +77,7 @@ func startWatch(t *testing.T, p *daemonProc) *watcher {
 // wait returns the watcher's exit code once it has exited.
 func (w *watcher) wait(t *testing.T) int {
 	t.Helper()
-	select {
-	case err := <-w.done:
-		w.done <- err // for the cleanup
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0
-	case <-time.After(30 * time.Second):
-		t.Fatal("watch still running 30s after it should have ended")
-		return -1
-	}
+	return waitExit(t, w.done, "watch still running 30s after it should have ended")
 }
 
 // The daemon dies under a watch: the watch fails, saying so in one line

@@ -99,16 +99,22 @@ func envMap(environ []string) map[string]string {
 // leafKeys lists the dotted keys of a config struct's scalar and list
 // fields (lists of structs are left to the file; maps to rawMaps).
 func leafKeys(t reflect.Type, prefix string) []string {
+	return fieldKeys(t, prefix, func(f reflect.Type) bool {
+		return f.Kind() != reflect.Map && !(f.Kind() == reflect.Slice && f.Elem().Kind() == reflect.Struct)
+	})
+}
+
+// fieldKeys lists the dotted mapstructure keys of the fields of a config
+// struct, descending into nested structs, whose type keep accepts.
+func fieldKeys(t reflect.Type, prefix string, keep func(reflect.Type) bool) []string {
 	var keys []string
 	for i := range t.NumField() {
 		f := t.Field(i)
 		key := prefix + f.Tag.Get("mapstructure")
 		switch {
 		case f.Type.Kind() == reflect.Struct:
-			keys = append(keys, leafKeys(f.Type, key+".")...)
-		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
-		case f.Type.Kind() == reflect.Map:
-		default:
+			keys = append(keys, fieldKeys(f.Type, key+".", keep)...)
+		case keep(f.Type):
 			keys = append(keys, key)
 		}
 	}

@@ -26,18 +26,7 @@ var stringMapType = reflect.TypeOf(map[string]string(nil))
 // mapKeys lists the dotted keys of the map fields of a config struct. Maps
 // inside lists of structs are not supported (TestMapFields guards this).
 func mapKeys(t reflect.Type, prefix string) []string {
-	var keys []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		key := prefix + f.Tag.Get("mapstructure")
-		switch {
-		case f.Type.Kind() == reflect.Struct:
-			keys = append(keys, mapKeys(f.Type, key+".")...)
-		case f.Type == stringMapType:
-			keys = append(keys, key)
-		}
-	}
-	return keys
+	return fieldKeys(t, prefix, func(f reflect.Type) bool { return f == stringMapType })
 }
 
 // keepCaseHook makes viper's decoding leave map fields empty; rawMaps fills
