@@ -7,11 +7,11 @@
 // of its own over the client's existing connection, and asks for a
 // progress notification on that stream every Interval: one small message
 // each way per Interval, no new connection, no raft round. etcd counts as
-// up while answers arrive; it counts as down when none arrived for Silence
-// (a blackholed link, a SIGSTOPped member), at once when gRPC reports the
-// connection failed (refused, reset), and when the member has no leader
-// (the watch requires one). It is not a health check of the cluster: a
-// member that answers counts as up.
+// up while answers arrive on a READY connection; it counts as down when
+// none arrived for Silence (a blackholed link, a SIGSTOPped member), at
+// once when gRPC reports the connection failed (refused, reset), and when
+// the member has no leader (the watch requires one). It is not a health
+// check of the cluster: a member that answers counts as up.
 package liveness
 
 import (
@@ -150,8 +150,13 @@ func (m *Monitor) WaitForChange(ctx context.Context, up bool) bool {
 
 // Answered records that etcd answered just now. Components that talk to
 // etcd anyway (a list, a watch response) call it, so that the one signal
-// counts every answer.
+// counts every answer. An answer counts only while gRPC's connection is
+// READY: a stopping etcd keeps answering on streams it already has for
+// seconds after it stopped taking new connections and requests.
 func (m *Monitor) Answered() {
+	if conn := m.cli.ActiveConnection(); conn != nil && conn.GetState() != connectivity.Ready {
+		return
+	}
 	m.set(true, "")
 	select {
 	case m.answered <- struct{}{}:
