@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/sidecar-dev/sidecar/internal/etcdpage"
 	"github.com/sidecar-dev/sidecar/internal/names"
 )
 
@@ -105,33 +106,10 @@ func (c *Cache) Services(ctx context.Context) ([]string, error) {
 }
 
 // pages reads the keys under prefix in pages of pageSize, all at the
-// revision of the first page, which it returns. page sees each page and
-// returns the key to read on from, or "" for the key after its last.
+// revision of the first page, which it returns (internal/etcdpage). page
+// sees each page and returns the key to read on from, or "" for the key
+// after its last.
 func (c *Cache) pages(ctx context.Context, prefix string, extra []clientv3.OpOption, page func([]*mvccpb.KeyValue) string) (int64, error) {
-	end := clientv3.GetPrefixRangeEnd(prefix)
-	key := prefix
-	var rev int64
-	for {
-		opts := append([]clientv3.OpOption{clientv3.WithRange(end), clientv3.WithLimit(pageSize)}, extra...)
-		if rev != 0 {
-			opts = append(opts, clientv3.WithRev(rev))
-		}
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		resp, err := c.cli.Get(rctx, key, opts...)
-		cancel()
-		if err != nil {
-			return 0, err
-		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-		}
-		next := page(resp.Kvs)
-		if !resp.More || len(resp.Kvs) == 0 {
-			return rev, nil
-		}
-		if next == "" {
-			next = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
-		}
-		key = next
-	}
+	r := etcdpage.Reader{Client: c.cli, PageSize: pageSize, Timeout: requestTimeout}
+	return r.Prefix(ctx, prefix, 0, extra, func(kvs []*mvccpb.KeyValue) (string, error) { return page(kvs), nil })
 }

@@ -110,6 +110,7 @@ func TestForeignRecord(t *testing.T) {
 	s := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	cli := newClient(t, s.ClientURL)
 	cfg := testConfig("orders-1")
+	cfg.TTL = 5 * time.Second // the test asserts the lease is kept: no loss to a loaded machine
 	key := keyOf(cfg)
 	etcdctl := func(args ...string) string {
 		t.Helper()

@@ -1,0 +1,26 @@
+// Package configsync mirrors etcd key prefixes into local directories.
+//
+// Each key under a mapping's prefix becomes one file beneath the mapping's
+// directory, at the key minus the prefix, '/' making subdirectories
+// (RelPath holds that rule, and the list of keys it refuses). A Dir writes
+// those files atomically — a randomly named temporary file in the same
+// directory, fsync, rename, fsync of the directory — and skips a write
+// whose bytes and mode are already on disk, so readers see either the old
+// file or the new one, never an empty or half-written one. Every operation
+// goes through an os.Root opened on the directory, so nothing is created,
+// replaced or removed outside it, whatever symbolic links exist inside it.
+//
+// Names with an element that starts with ".." are the package's own
+// (temporary files, and the "..data" of the snapshot layout); no key can
+// produce one.
+//
+// A Mapping is the sync engine: it lists the prefix at one revision R (in
+// pages at R), writes the files and removes those etcd no longer has, then
+// watches from R+1 and applies each watch response as it comes; after a
+// compaction, a failed write or an outage it lists and diffs again, and
+// meanwhile the files stay as they were.
+//
+// The package is not an etcd client wrapper, a template renderer or a
+// process supervisor. Not yet here (issue 7): the snapshot layout,
+// on_change reloads, the /v1/config API, and wiring into the daemon.
+package configsync

@@ -1,0 +1,324 @@
+package configsync
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/internal/etcdpage"
+	"github.com/sidecar-dev/sidecar/internal/retry"
+)
+
+// Tuning of a mapping's reads and retries.
+const (
+	pageSize       = 500             // keys per range request of a (re)list
+	requestTimeout = 5 * time.Second // bounds one range request
+	backoffBase    = 100 * time.Millisecond
+	backoffMax     = 10 * time.Second // a directory that cannot be written is listed again this often
+)
+
+// errCompacted ends a watch whose start revision was compacted: the
+// mapping lists again at a new revision and diffs.
+var errCompacted = errors.New("configsync: watch revision compacted")
+
+// Config describes one mapping: an etcd prefix mirrored into a directory.
+type Config struct {
+	Prefix       string      // every key under it is mirrored; required
+	Dir          string      // the directory the files live in; created if missing
+	FileMode     fs.FileMode // of every file; default 0o644
+	Owner        *Owner      // of every file; nil leaves the process's
+	KeepDeleted  bool        // on_delete: keep; by default a deleted key's file is removed
+	MaxFileBytes int64       // larger values are refused; default 1 MiB
+	Logger       *slog.Logger
+}
+
+// Owner is the owner and group of a mapping's files; -1 in either leaves
+// it as the process creates it.
+type Owner struct{ UID, GID int }
+
+// Status is a snapshot of a mapping, as /v1/config shows it.
+type Status struct {
+	Prefix, Dir string
+	Revision    int64  // the etcd revision the directory reflects; 0 before the first sync
+	Files       int    // files mirrored now
+	Rejected    int    // keys under the prefix refused now (bad path, too large)
+	LastError   string // why the last sync or write failed; "" once it succeeds
+}
+
+// Mapping keeps one directory equal to one etcd prefix. Build it with New
+// and call Run once; Status is safe for concurrent use, also with Run.
+type Mapping struct {
+	cli *clientv3.Client
+	cfg Config
+	log *slog.Logger
+
+	// Used by Run's goroutine only.
+	files   map[string]struct{} // rel paths mirrored
+	kept    map[string]struct{} // rel paths of refused values: the file keeps its last good content
+	refused map[string]string   // key → why, for keys refused now
+	logged  map[string]struct{} // refused keys logged once already
+
+	mu sync.Mutex
+	st Status
+}
+
+// New checks cfg, fills defaults and returns a mapping. It starts nothing
+// and touches neither etcd nor the disk.
+func New(cli *clientv3.Client, cfg Config) (*Mapping, error) {
+	if cli == nil {
+		return nil, errors.New("configsync: nil etcd client")
+	}
+	if cfg.Prefix == "" || cfg.Dir == "" {
+		return nil, fmt.Errorf("configsync: mapping %q → %q: want a prefix and a directory", cfg.Prefix, cfg.Dir)
+	}
+	if !strings.HasSuffix(cfg.Prefix, "/") {
+		cfg.Prefix += "/" // a prefix names a directory of keys: /config/app covers /config/app/x, not /config/app2
+	}
+	if cfg.FileMode == 0 {
+		cfg.FileMode = 0o644
+	}
+	if cfg.MaxFileBytes <= 0 {
+		cfg.MaxFileBytes = 1 << 20
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Mapping{
+		cli: cli, cfg: cfg, log: log.With("component", "configsync", "prefix", cfg.Prefix, "dir", cfg.Dir),
+		logged: map[string]struct{}{},
+		st:     Status{Prefix: cfg.Prefix, Dir: cfg.Dir},
+	}, nil
+}
+
+// Status returns a snapshot of the mapping.
+func (m *Mapping) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st
+}
+
+// Run mirrors the prefix until ctx ends, then returns nil. It lists the
+// prefix at one revision R, writes the files and removes those the
+// directory holds beyond them, then watches from R+1 and applies each watch
+// response as it comes. After a compacted watch, a failed write or an
+// unreachable etcd it lists and diffs again, for ever, with capped,
+// jittered backoff; meanwhile the files stay as they were.
+func (m *Mapping) Run(ctx context.Context) error {
+	bo := retry.Backoff{Base: backoffBase, Max: backoffMax}
+	for ctx.Err() == nil {
+		err := m.session(ctx, &bo)
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, errCompacted):
+			m.log.Info("watch compacted; listing again")
+		default:
+			m.failed(err)
+			retry.Sleep(ctx, bo.Next())
+		}
+	}
+	return nil
+}
+
+// session opens the directory, syncs it with a list and follows the watch
+// until something fails; it returns why.
+func (m *Mapping) session(ctx context.Context, bo *retry.Backoff) error {
+	uid, gid := -1, -1
+	if o := m.cfg.Owner; o != nil {
+		uid, gid = o.UID, o.GID
+	}
+	d, err := OpenDir(m.cfg.Dir, m.cfg.FileMode, uid, gid)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rev, err := m.sync(ctx, d)
+	if err != nil {
+		return err
+	}
+	bo.Reset()
+	return m.follow(ctx, d, rev)
+}
+
+// failed records err as the mapping's last error and logs it.
+func (m *Mapping) failed(err error) {
+	m.mu.Lock()
+	first := m.st.LastError == ""
+	m.st.LastError = err.Error()
+	m.mu.Unlock()
+	if first {
+		m.log.Warn("config mapping not in sync; keeping the files as they are and retrying", "err", err)
+	} else {
+		m.log.Debug("config mapping retry failed", "err", err)
+	}
+}
+
+// sync lists the prefix at one revision, page by page, writes each file
+// that differs, and then removes the files the directory holds that etcd
+// does not (unless deleted keys are kept). It returns the revision.
+func (m *Mapping) sync(ctx context.Context, d *Dir) (int64, error) {
+	m.files, m.kept, m.refused = map[string]struct{}{}, map[string]struct{}{}, map[string]string{}
+	r := etcdpage.Reader{Client: m.cli, PageSize: pageSize, Timeout: requestTimeout}
+	written := 0
+	var failed error // the first write that failed; the others are still written
+	rev, err := r.Prefix(ctx, m.cfg.Prefix, 0, nil, func(kvs []*mvccpb.KeyValue) (string, error) {
+		for _, kv := range kvs {
+			changed, err := m.put(d, kv)
+			failed = cmp.Or(failed, err)
+			if changed {
+				written++
+			}
+		}
+		return "", nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("configsync: list %q: %w", m.cfg.Prefix, err)
+	}
+	if failed != nil {
+		return 0, failed
+	}
+	removed, err := m.prune(d)
+	if err != nil {
+		return 0, err
+	}
+	m.synced(rev)
+	m.log.Info("config mapping in sync", "rev", rev, "files", len(m.files), "written", written, "removed", removed, "rejected", len(m.refused))
+	return rev, nil
+}
+
+// prune removes the files of the directory that are not mirrored keys.
+func (m *Mapping) prune(d *Dir) (int, error) {
+	if m.cfg.KeepDeleted {
+		return 0, nil
+	}
+	have, err := d.Files()
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	for _, rel := range have {
+		_, mirrored := m.files[rel]
+		_, kept := m.kept[rel]
+		if mirrored || kept {
+			continue
+		}
+		if _, err := d.Remove(rel); err != nil {
+			return removed, err
+		}
+		removed++
+	}
+	return removed, nil
+}
+
+// follow watches from rev+1 and applies each response, until the watch
+// fails, a write fails, or ctx ends.
+func (m *Mapping) follow(ctx context.Context, d *Dir, rev int64) error {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := m.cli.Watch(wctx, m.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	for {
+		var resp clientv3.WatchResponse
+		var ok bool
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case resp, ok = <-wch:
+		}
+		switch {
+		case !ok:
+			return errors.New("configsync: watch closed")
+		case resp.CompactRevision != 0:
+			return fmt.Errorf("%w: at %d, compacted at %d", errCompacted, rev+1, resp.CompactRevision)
+		case resp.Err() != nil:
+			return fmt.Errorf("configsync: watch %q: %w", m.cfg.Prefix, resp.Err())
+		case len(resp.Events) == 0:
+			continue
+		}
+		if err := m.apply(d, resp.Events); err != nil {
+			return err // the next session lists and diffs: nothing is lost
+		}
+		rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+		m.synced(rev)
+	}
+}
+
+// apply writes or removes the file of each event, in order. A failure
+// does not stop the others; the first is returned, and the next session
+// lists and diffs again.
+func (m *Mapping) apply(d *Dir, evs []*clientv3.Event) error {
+	var failed error
+	for _, ev := range evs {
+		var err error
+		if ev.Type == clientv3.EventTypePut {
+			_, err = m.put(d, ev.Kv)
+		} else {
+			err = m.delete(d, string(ev.Kv.Key))
+		}
+		failed = cmp.Or(failed, err)
+	}
+	return failed
+}
+
+// put mirrors one key: it writes the file when the key maps to a path and
+// its value is not too large, and otherwise records it as refused. A value
+// over MaxFileBytes leaves the file with its last good content, if any.
+func (m *Mapping) put(d *Dir, kv *mvccpb.KeyValue) (bool, error) {
+	key := string(kv.Key)
+	rel, err := RelPath(key, m.cfg.Prefix)
+	if err == nil && int64(len(kv.Value)) > m.cfg.MaxFileBytes {
+		m.kept[rel] = struct{}{}
+		err = fmt.Errorf("%w: value of %d bytes is over max_file_bytes (%d)", ErrRefused, len(kv.Value), m.cfg.MaxFileBytes)
+	}
+	if err != nil {
+		m.refuse(key, err)
+		return false, nil
+	}
+	delete(m.refused, key)
+	delete(m.kept, rel)
+	m.files[rel] = struct{}{} // mirrored, or its last good content kept when the write fails
+	return d.Write(rel, kv.Value)
+}
+
+// delete removes the file of a deleted key, unless deleted keys are kept.
+func (m *Mapping) delete(d *Dir, key string) error {
+	delete(m.refused, key)
+	rel, err := RelPath(key, m.cfg.Prefix)
+	if err != nil || m.cfg.KeepDeleted {
+		return nil
+	}
+	if _, err := d.Remove(rel); err != nil {
+		return err
+	}
+	delete(m.files, rel)
+	delete(m.kept, rel)
+	return nil
+}
+
+// refuse records a key that is not mirrored, logging it the first time.
+func (m *Mapping) refuse(key string, why error) {
+	if _, seen := m.logged[key]; !seen {
+		m.logged[key] = struct{}{}
+		m.log.Warn("config key refused; not written", "key", strings.ToValidUTF8(key, "?"), "err", why)
+	}
+	m.refused[key] = why.Error()
+}
+
+// synced publishes the revision the directory reflects now.
+func (m *Mapping) synced(rev int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.st.Revision, m.st.Files, m.st.Rejected = rev, len(m.files), len(m.refused)
+	if m.st.LastError != "" {
+		m.log.Info("config mapping recovered", "rev", rev)
+	}
+	m.st.LastError = ""
+}
