@@ -14,6 +14,7 @@ const (
 	StateStarting    = "starting"
 	StateUnavailable = "unavailable"
 	StateDisabled    = "disabled"
+	StateFailing     = "failing" // a config mapping cannot bring its directory in step with etcd
 )
 
 // Health is the body of GET /v1/health.
@@ -105,6 +106,11 @@ type ConfigMapping struct {
 	Files     int    `json:"files"`
 	Rejected  int64  `json:"rejected"`
 	LastError string `json:"last_error"`
+}
+
+// ConfigMappings is the body of GET /v1/config.
+type ConfigMappings struct {
+	Mappings []ConfigMapping `json:"mappings"`
 }
 
 // Hold is a lock or leadership held through this sidecar.

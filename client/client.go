@@ -226,3 +226,10 @@ func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
 	_, err := c.getJSON(ctx, "/v1/cluster", &cl)
 	return cl, err
 }
+
+// Config returns the config mappings and their state.
+func (c *Client) Config(ctx context.Context) (api.ConfigMappings, error) {
+	var cm api.ConfigMappings
+	_, err := c.getJSON(ctx, "/v1/config", &cm)
+	return cm, err
+}

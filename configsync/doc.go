@@ -21,6 +21,6 @@
 // meanwhile the files stay as they were.
 //
 // The package is not an etcd client wrapper, a template renderer or a
-// process supervisor. Not yet here (issue 7): the snapshot layout,
-// on_change reloads, the /v1/config API, and wiring into the daemon.
+// process supervisor. Not yet here (issue 7): the snapshot layout and
+// on_change reloads.
 package configsync

@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sidecar-dev/sidecar/configsync"
 	"github.com/sidecar-dev/sidecar/discovery"
 	"github.com/sidecar-dev/sidecar/embedded"
 	"github.com/sidecar-dev/sidecar/internal/liveness"
@@ -36,8 +37,9 @@ type Daemon struct {
 	streams        chan struct{} // one element per open API stream, at most maxStreams
 	metricsHandler http.Handler
 
-	reg  atomic.Pointer[registry.Registrar] // set once etcd is up, if a service is configured
-	disc atomic.Pointer[discovery.Cache]    // set once etcd is up
+	reg     atomic.Pointer[registry.Registrar]    // set once etcd is up, if a service is configured
+	disc    atomic.Pointer[discovery.Cache]       // set once etcd is up
+	mirrors atomic.Pointer[[]*configsync.Mapping] // one per config entry, set once etcd is up
 }
 
 // NewLogger builds the daemon's logger from the log section.
@@ -247,6 +249,15 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 		return fmt.Errorf("sidecar: discovery: %w", err)
 	}
 	var reg *registry.Registrar
+	var mirrors []*configsync.Mapping
+	for _, mc := range d.cfg.MappingConfigs() {
+		mc.Logger = d.log
+		m, err := configsync.New(cli, mc)
+		if err != nil {
+			return fmt.Errorf("sidecar: config mapping: %w", err)
+		}
+		mirrors = append(mirrors, m)
+	}
 	if d.cfg.Service.Name != "" {
 		rc := d.cfg.RegistryConfig()
 		rc.Logger = d.log
@@ -260,6 +271,10 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	p.connState = startPart("connection state", fail, func(ctx context.Context) error { d.watchConnState(ctx, cli); return nil })
 	d.disc.Store(disc)
 	p.discovery = startPart("discovery", fail, disc.Run)
+	d.mirrors.Store(&mirrors)
+	for _, m := range mirrors {
+		p.mirrors = append(p.mirrors, startPart("config mapping "+m.Status().Prefix, fail, m.Run))
+	}
 	if reg != nil {
 		d.reg.Store(reg)
 		p.registry = startPart("registration", fail, func(ctx context.Context) error {

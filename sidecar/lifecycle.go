@@ -59,18 +59,23 @@ type parts struct {
 	liveness  *part
 	connState *part
 	discovery *part
+	mirrors   []*part
 	registry  *part
 }
 
 // shutdown stops the daemon's parts in the one documented order (SPEC §6,
 // STYLE.md): deregister (revoke the lease; the record is gone at once) →
-// release locks and resign elections → end discovery's streams and stop
-// the local API → stop the liveness monitor → close the etcd client → stop
-// the embedded member. Each step finishes before the next starts, so the
+// release locks and resign elections → stop the config mappings (their
+// files stay as they are) → end discovery's streams and stop the local API
+// → stop the liveness monitor → close the etcd client → stop the embedded
+// member. Each step finishes before the next starts, so the
 // API answers while the registration is withdrawn, and every cleanup can
 // still reach etcd.
 func (p *parts) shutdown() {
 	p.registry.stop(p.log)
+	for _, m := range p.mirrors {
+		m.stop(p.log)
+	}
 	p.discovery.stop(p.log)
 	p.api.stop(p.log)
 	p.liveness.stop(p.log)

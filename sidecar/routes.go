@@ -49,7 +49,7 @@ type request struct {
 // routes is the route table of the unix socket. Every handler is reached
 // only through the peer check in socketHandler and the preamble.
 func (d *Daemon) routes() []route {
-	return slices.Concat(d.statusRoutes(), d.serviceRoutes(), d.registrationRoutes())
+	return slices.Concat(d.statusRoutes(), d.serviceRoutes(), d.registrationRoutes(), d.configRoutes())
 }
 
 // newMux builds a mux from routes; a known path with another method gets

@@ -61,9 +61,10 @@ func (d *Daemon) health() api.Health {
 	h := api.Health{Components: map[string]api.Component{
 		"etcd":         d.etcdComponent(),
 		"registration": d.registrationComponent(),
-		"config":       {State: api.StateDisabled},
+		"config":       d.configComponent(),
 	}}
-	h.Healthy = h.Components["etcd"].State == api.StateOK && h.Components["registration"].State != api.RegLost
+	h.Healthy = h.Components["etcd"].State == api.StateOK && h.Components["registration"].State != api.RegLost &&
+		h.Components["config"].State != api.StateFailing
 	return h
 }
 
@@ -84,7 +85,7 @@ func (d *Daemon) Status() api.Status {
 		PID:       os.Getpid(),
 		StartedAt: d.started.UTC().Format(time.RFC3339),
 		UptimeS:   time.Since(d.started).Seconds(),
-		Config:    []api.ConfigMapping{},
+		Config:    d.configStatus(),
 		Locks:     []api.Hold{},
 		Elections: []api.Hold{},
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sidecar-dev/sidecar/configsync"
 	"github.com/sidecar-dev/sidecar/internal/names"
 	"github.com/sidecar-dev/sidecar/registry"
 )
@@ -198,8 +199,14 @@ func (c *Config) validateMappings(p *problems) {
 			}
 			dirs[abs] = i
 		}
-		if !oneOf(m.Layout, "files", "snapshot") {
+		switch {
+		case m.Layout == "snapshot":
+			p.add(f+".layout", m.Layout, "the snapshot layout is not supported yet: use files")
+		case m.Layout != "files":
 			p.add(f+".layout", m.Layout, "want files or snapshot")
+		}
+		if oc := m.OnChange; len(oc.Command) > 0 || oc.Signal != "" || oc.PIDFile != "" {
+			p.addText(f+".on_change", "", "reloads (command, signal) are not supported yet: leave on_change out and watch the directory")
 		}
 		if mode, err := parseMode(m.FileMode); err != nil {
 			p.add(f+".file_mode", m.FileMode, err.Error())
@@ -257,7 +264,7 @@ func validateOnChange(p *problems, f string, oc OnChangeConfig) {
 		p.add(f+".command", oc.Command, "want an argv whose first element is the program")
 	}
 	if oc.Signal != "" {
-		if _, ok := SignalByName(oc.Signal); !ok {
+		if _, ok := configsync.SignalByName(oc.Signal); !ok {
 			p.add(f+".signal", oc.Signal, "want a signal name such as HUP, SIGHUP, USR1, TERM")
 		}
 		if oc.PIDFile == "" {

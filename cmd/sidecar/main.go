@@ -97,7 +97,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("socket", "", "unix socket of the daemon's local API (env "+client.SocketEnv+"; default "+api.DefaultSocketPath()+")")
-	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newClusterCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newConfigCmd(), newClusterCmd(), newVersionCmd())
 	return root
 }
 

@@ -1,0 +1,74 @@
+package sidecar
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
+)
+
+// TestConfigMirrorInDaemon: a config mapping runs in the daemon, shows in
+// /v1/config and /v1/status; a directory that cannot be written makes
+// /v1/health 503 with the mapping's error, and the daemon recovers by
+// itself once it can write again.
+func TestConfigMirrorInDaemon(t *testing.T) {
+	cfg := embeddedConfig(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir}}
+	r := startDaemon(t, cfg)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(t.Context(), "/config/app/app.yaml", "port: 8080\n"); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.Eventually(t, 5*time.Second, "file mirrored", func() error {
+		b, err := os.ReadFile(filepath.Join(dir, "app.yaml"))
+		if err != nil || string(b) != "port: 8080\n" {
+			return fmt.Errorf("%q %v", b, err)
+		}
+		return nil
+	})
+	cm, err := r.cli.Config(t.Context())
+	if err != nil || len(cm.Mappings) != 1 || cm.Mappings[0].Files != 1 || cm.Mappings[0].Revision == 0 || cm.Mappings[0].LastError != "" {
+		t.Fatalf("/v1/config = %+v, %v", cm, err)
+	}
+	if st, err := r.cli.Status(t.Context()); err != nil || len(st.Config) != 1 || st.Config[0].Files != 1 {
+		t.Fatalf("status config = %+v, %v", st.Config, err)
+	}
+
+	// A file where a directory must go: the mapping cannot write sub/x.
+	blocker := filepath.Join(dir, "sub")
+	if err := os.WriteFile(blocker, []byte("in the way"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(t.Context(), "/config/app/sub/x", "1"); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.Eventually(t, 5*time.Second, "health 503 with the mapping's error", func() error {
+		h, err := r.cli.Health(t.Context())
+		if err != nil || h.Healthy || h.Components["config"].State != api.StateFailing || h.Components["config"].Error == "" {
+			return fmt.Errorf("%+v %v", h, err)
+		}
+		return nil
+	})
+	os.Remove(blocker)
+	etcdtest.Eventually(t, 15*time.Second, "recovered by itself", func() error {
+		h, err := r.cli.Health(t.Context())
+		if err != nil || !h.Healthy || h.Components["config"].State != api.StateOK {
+			return fmt.Errorf("%+v %v", h, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "sub", "x")); err != nil || string(b) != "1" {
+			return fmt.Errorf("sub/x: %q %v", b, err)
+		}
+		return nil
+	})
+}
