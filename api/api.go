@@ -113,6 +113,15 @@ type ConfigMappings struct {
 	Mappings []ConfigMapping `json:"mappings"`
 }
 
+// ConfigBatch is one line of GET /v1/config?watch=true: a batch of
+// changes on disk; paths are relative to the mapping's dir.
+type ConfigBatch struct {
+	Prefix   string   `json:"prefix"`
+	Revision int64    `json:"revision"`
+	Changed  []string `json:"changed"`
+	Deleted  []string `json:"deleted"`
+}
+
 // Hold is a lock or leadership held through this sidecar.
 type Hold struct {
 	Name  string `json:"name"`

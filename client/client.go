@@ -233,3 +233,9 @@ func (c *Client) Config(ctx context.Context) (api.ConfigMappings, error) {
 	_, err := c.getJSON(ctx, "/v1/config", &cm)
 	return cm, err
 }
+
+// WatchConfig streams each batch of mirrored changes once it is on disk,
+// until ctx ends or the stream is closed.
+func (c *Client) WatchConfig(ctx context.Context) (*Stream[api.ConfigBatch], error) {
+	return watch[api.ConfigBatch](ctx, c, "/v1/config?watch=true")
+}

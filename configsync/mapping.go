@@ -39,6 +39,25 @@ type Config struct {
 	KeepDeleted  bool        // on_delete: keep; by default a deleted key's file is removed
 	MaxFileBytes int64       // larger values are refused; default 1 MiB
 	Logger       *slog.Logger
+	// OnBatch, if set, is called on Run's goroutine after the files of a
+	// batch are on disk: the initial sync (or a re-sync) when it changed
+	// anything, then each watch response that did. It must not block.
+	OnBatch func(Batch)
+}
+
+// Batch is one set of changes on disk; paths are relative to the
+// mapping's directory.
+type Batch struct {
+	Prefix   string
+	Revision int64
+	Changed  []string // written (created or updated)
+	Deleted  []string // removed
+}
+
+// builder collects a Batch, and the error of the last write.
+type builder struct {
+	Batch
+	err error
 }
 
 // Owner is the owner and group of a mapping's files; -1 in either leaves
@@ -168,15 +187,12 @@ func (m *Mapping) failed(err error) {
 func (m *Mapping) sync(ctx context.Context, d *Dir) (int64, error) {
 	m.files, m.kept, m.refused = map[string]struct{}{}, map[string]struct{}{}, map[string]string{}
 	r := etcdpage.Reader{Client: m.cli, PageSize: pageSize, Timeout: requestTimeout}
-	written := 0
+	var b builder
 	var failed error // the first write that failed; the others are still written
 	rev, err := r.Prefix(ctx, m.cfg.Prefix, 0, nil, func(kvs []*mvccpb.KeyValue) (string, error) {
 		for _, kv := range kvs {
-			changed, err := m.put(d, kv)
-			failed = cmp.Or(failed, err)
-			if changed {
-				written++
-			}
+			b.note(m.put(d, kv))
+			failed = cmp.Or(failed, b.err)
 		}
 		return "", nil
 	})
@@ -186,25 +202,26 @@ func (m *Mapping) sync(ctx context.Context, d *Dir) (int64, error) {
 	if failed != nil {
 		return 0, failed
 	}
-	removed, err := m.prune(d)
-	if err != nil {
+	if b.Deleted, err = m.prune(d); err != nil {
 		return 0, err
 	}
 	m.synced(rev)
-	m.log.Info("config mapping in sync", "rev", rev, "files", len(m.files), "written", written, "removed", removed, "rejected", len(m.refused))
+	m.log.Info("config mapping in sync", "rev", rev, "files", len(m.files), "written", len(b.Changed), "removed", len(b.Deleted), "rejected", len(m.refused))
+	m.publish(b.Batch, rev)
 	return rev, nil
 }
 
-// prune removes the files of the directory that are not mirrored keys.
-func (m *Mapping) prune(d *Dir) (int, error) {
+// prune removes the files of the directory that are not mirrored keys,
+// and returns them.
+func (m *Mapping) prune(d *Dir) ([]string, error) {
 	if m.cfg.KeepDeleted {
-		return 0, nil
+		return nil, nil
 	}
 	have, err := d.Files()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	removed := 0
+	var removed []string
 	for _, rel := range have {
 		_, mirrored := m.files[rel]
 		_, kept := m.kept[rel]
@@ -214,7 +231,7 @@ func (m *Mapping) prune(d *Dir) (int, error) {
 		if _, err := d.Remove(rel); err != nil {
 			return removed, err
 		}
-		removed++
+		removed = append(removed, rel)
 	}
 	return removed, nil
 }
@@ -243,64 +260,92 @@ func (m *Mapping) follow(ctx context.Context, d *Dir, rev int64) error {
 		case len(resp.Events) == 0:
 			continue
 		}
-		if err := m.apply(d, resp.Events); err != nil {
+		b, err := m.apply(d, resp.Events)
+		if err != nil {
 			return err // the next session lists and diffs: nothing is lost
 		}
 		rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
 		m.synced(rev)
+		m.publish(b, rev)
 	}
 }
 
-// apply writes or removes the file of each event, in order. A failure
-// does not stop the others; the first is returned, and the next session
-// lists and diffs again.
-func (m *Mapping) apply(d *Dir, evs []*clientv3.Event) error {
+// apply writes or removes the file of each event, in order, and returns
+// what changed on disk. A failure does not stop the others; the first is
+// returned, and the next session lists and diffs again.
+func (m *Mapping) apply(d *Dir, evs []*clientv3.Event) (Batch, error) {
+	var b builder
 	var failed error
 	for _, ev := range evs {
-		var err error
 		if ev.Type == clientv3.EventTypePut {
-			_, err = m.put(d, ev.Kv)
+			b.note(m.put(d, ev.Kv))
 		} else {
-			err = m.delete(d, string(ev.Kv.Key))
+			b.noteDelete(m.delete(d, string(ev.Kv.Key)))
 		}
-		failed = cmp.Or(failed, err)
+		failed = cmp.Or(failed, b.err)
 	}
-	return failed
+	return b.Batch, failed
+}
+
+// note records the result of one write: its path when it changed the
+// disk, its error in b.err.
+func (b *builder) note(rel string, changed bool, err error) {
+	b.err = err
+	if changed {
+		b.Changed = append(b.Changed, rel)
+	}
+}
+
+func (b *builder) noteDelete(rel string, removed bool, err error) {
+	b.err = err
+	if removed {
+		b.Deleted = append(b.Deleted, rel)
+	}
+}
+
+// publish hands a batch that changed the disk to OnBatch.
+func (m *Mapping) publish(b Batch, rev int64) {
+	if m.cfg.OnBatch == nil || len(b.Changed)+len(b.Deleted) == 0 {
+		return
+	}
+	b.Prefix, b.Revision = m.cfg.Prefix, rev
+	m.cfg.OnBatch(b)
 }
 
 // put mirrors one key: it writes the file when the key maps to a path and
 // its value is not too large, and otherwise records it as refused. A value
 // over MaxFileBytes leaves the file with its last good content, if any.
-func (m *Mapping) put(d *Dir, kv *mvccpb.KeyValue) (bool, error) {
+func (m *Mapping) put(d *Dir, kv *mvccpb.KeyValue) (rel string, changed bool, err error) {
 	key := string(kv.Key)
-	rel, err := RelPath(key, m.cfg.Prefix)
+	rel, err = RelPath(key, m.cfg.Prefix)
 	if err == nil && int64(len(kv.Value)) > m.cfg.MaxFileBytes {
 		m.kept[rel] = struct{}{}
 		err = fmt.Errorf("%w: value of %d bytes is over max_file_bytes (%d)", ErrRefused, len(kv.Value), m.cfg.MaxFileBytes)
 	}
 	if err != nil {
 		m.refuse(key, err)
-		return false, nil
+		return "", false, nil
 	}
 	delete(m.refused, key)
 	delete(m.kept, rel)
 	m.files[rel] = struct{}{} // mirrored, or its last good content kept when the write fails
-	return d.Write(rel, kv.Value)
+	changed, err = d.Write(rel, kv.Value)
+	return rel, changed, err
 }
 
 // delete removes the file of a deleted key, unless deleted keys are kept.
-func (m *Mapping) delete(d *Dir, key string) error {
+func (m *Mapping) delete(d *Dir, key string) (rel string, removed bool, err error) {
 	delete(m.refused, key)
-	rel, err := RelPath(key, m.cfg.Prefix)
+	rel, err = RelPath(key, m.cfg.Prefix)
 	if err != nil || m.cfg.KeepDeleted {
-		return nil
+		return "", false, nil
 	}
-	if _, err := d.Remove(rel); err != nil {
-		return err
+	if removed, err = d.Remove(rel); err != nil {
+		return rel, false, err
 	}
 	delete(m.files, rel)
 	delete(m.kept, rel)
-	return nil
+	return rel, removed, nil
 }
 
 // refuse records a key that is not mirrored, logging it the first time.

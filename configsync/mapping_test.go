@@ -249,3 +249,45 @@ func TestPrefixWithoutSlash(t *testing.T) {
 		t.Errorf("status %+v: a sibling prefix's key counted", st)
 	}
 }
+
+// TestBatches: the initial sync is one batch when it wrote anything, then
+// each watch response is one batch, after its files are on disk.
+func TestBatches(t *testing.T) {
+	e := etcdtest.StartEmbedded(t)
+	cli := e.Client(t)
+	put(t, cli, prefix+"a", "1")
+	dir := filepath.Join(t.TempDir(), "app")
+	batches := make(chan configsync.Batch, 16)
+	run(t, cli, configsync.Config{Prefix: prefix, Dir: dir, OnBatch: func(b configsync.Batch) {
+		if _, err := os.Stat(filepath.Join(dir, "a")); err != nil {
+			t.Errorf("batch %+v before its files are on disk: %v", b, err)
+		}
+		batches <- b
+	}})
+	next := func(what string) configsync.Batch {
+		t.Helper()
+		select {
+		case b := <-batches:
+			return b
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no batch: %s", what)
+		}
+		return configsync.Batch{}
+	}
+	if b := next("initial sync"); fmt.Sprint(b.Changed, b.Deleted) != "[a] []" || b.Prefix != prefix {
+		t.Errorf("initial batch %+v", b)
+	}
+	resp, err := cli.Txn(t.Context()).Then(
+		clientv3.OpPut(prefix+"b", "2"), clientv3.OpPut(prefix+"c/d", "3"), clientv3.OpPut(prefix+"a", "1"),
+	).Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := next("txn"); fmt.Sprint(b.Changed, b.Deleted) != "[b c/d] []" || b.Revision != resp.Header.Revision {
+		t.Errorf("txn batch %+v (an unchanged value is not a change), want revision %d", b, resp.Header.Revision)
+	}
+	cli.Delete(t.Context(), prefix+"b")
+	if b := next("delete"); fmt.Sprint(b.Changed, b.Deleted) != "[] [b]" {
+		t.Errorf("delete batch %+v", b)
+	}
+}

@@ -40,6 +40,7 @@ type Daemon struct {
 	reg     atomic.Pointer[registry.Registrar]    // set once etcd is up, if a service is configured
 	disc    atomic.Pointer[discovery.Cache]       // set once etcd is up
 	mirrors atomic.Pointer[[]*configsync.Mapping] // one per config entry, set once etcd is up
+	batches batchHub                              // the mappings' batches, to /v1/config streams
 }
 
 // NewLogger builds the daemon's logger from the log section.
@@ -251,7 +252,7 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	var reg *registry.Registrar
 	var mirrors []*configsync.Mapping
 	for _, mc := range d.cfg.MappingConfigs() {
-		mc.Logger = d.log
+		mc.Logger, mc.OnBatch = d.log, d.batches.publish
 		m, err := configsync.New(cli, mc)
 		if err != nil {
 			return fmt.Errorf("sidecar: config mapping: %w", err)
@@ -272,6 +273,7 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	d.disc.Store(disc)
 	p.discovery = startPart("discovery", fail, disc.Run)
 	d.mirrors.Store(&mirrors)
+	p.batches = &d.batches
 	for _, m := range mirrors {
 		p.mirrors = append(p.mirrors, startPart("config mapping "+m.Status().Prefix, fail, m.Run))
 	}

@@ -60,6 +60,7 @@ type parts struct {
 	connState *part
 	discovery *part
 	mirrors   []*part
+	batches   *batchHub // its streams end once the mappings stopped
 	registry  *part
 }
 
@@ -75,6 +76,9 @@ func (p *parts) shutdown() {
 	p.registry.stop(p.log)
 	for _, m := range p.mirrors {
 		m.stop(p.log)
+	}
+	if p.batches != nil {
+		p.batches.closeAll()
 	}
 	p.discovery.stop(p.log)
 	p.api.stop(p.log)

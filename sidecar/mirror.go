@@ -1,14 +1,17 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"sync"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/configsync"
 )
 
-// MappingConfigs maps the config section onto configsync's Configs.
+// MappingConfigs maps the config section onto configsync's Configs
+// (without OnBatch, which the daemon sets).
 func (c *Config) MappingConfigs() []configsync.Config {
 	out := make([]configsync.Config, len(c.Config))
 	for i, m := range c.Config {
@@ -23,7 +26,7 @@ func (c *Config) MappingConfigs() []configsync.Config {
 
 // configRoutes are the config mirroring routes.
 func (d *Daemon) configRoutes() []route {
-	return []route{{method: "GET", pattern: "/v1/config", handle: d.handleConfig}}
+	return []route{{method: "GET", pattern: "/v1/config", handle: d.handleConfig, stream: true}}
 }
 
 // configStatus is each mapping's state, in the order of the config section.
@@ -60,9 +63,76 @@ func (d *Daemon) configComponent() api.Component {
 }
 
 func (d *Daemon) handleConfig(w http.ResponseWriter, r *request) {
-	if r.URL.Query().Get("watch") != "" {
-		writeError(w, http.StatusNotImplemented, "GET /v1/config?watch= is not supported yet")
+	if !r.watch {
+		writeJSON(w, http.StatusOK, api.ConfigMappings{Mappings: d.configStatus()})
 		return
 	}
-	writeJSON(w, http.StatusOK, api.ConfigMappings{Mappings: d.configStatus()})
+	ch := d.batches.subscribe(r.Context())
+	streamNDJSON(w, r.Request, ch, toAPIBatch)
+}
+
+func toAPIBatch(b configsync.Batch) api.ConfigBatch {
+	return api.ConfigBatch{Prefix: b.Prefix, Revision: b.Revision, Changed: orEmpty(b.Changed), Deleted: orEmpty(b.Deleted)}
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// batchHub hands each mapping's batches to the /v1/config streams. It is
+// safe for concurrent use.
+type batchHub struct {
+	mu   sync.Mutex
+	subs map[chan configsync.Batch]struct{}
+}
+
+// subscribe returns a channel of the batches from now on; it is closed
+// when ctx ends, or when its reader falls more than its buffer behind (the
+// stream ends rather than skip a batch).
+func (h *batchHub) subscribe(ctx context.Context) <-chan configsync.Batch {
+	ch := make(chan configsync.Batch, 64)
+	h.mu.Lock()
+	if h.subs == nil {
+		h.subs = map[chan configsync.Batch]struct{}{}
+	}
+	h.subs[ch] = struct{}{}
+	h.mu.Unlock()
+	context.AfterFunc(ctx, func() { h.drop(ch) })
+	return ch
+}
+
+func (h *batchHub) drop(ch chan configsync.Batch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[ch]; ok {
+		delete(h.subs, ch)
+		close(ch)
+	}
+}
+
+// publish sends b to every subscriber without blocking the mapping.
+func (h *batchHub) publish(b configsync.Batch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		select {
+		case ch <- b:
+		default:
+			delete(h.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// closeAll ends every stream, when the mappings have stopped.
+func (h *batchHub) closeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ch := range h.subs {
+		delete(h.subs, ch)
+		close(ch)
+	}
 }

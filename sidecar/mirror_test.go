@@ -72,3 +72,39 @@ func TestConfigMirrorInDaemon(t *testing.T) {
 		return nil
 	})
 }
+
+// TestConfigWatchStream: /v1/config?watch=true streams each batch once it
+// is on disk, and the stream ends when the daemon stops.
+func TestConfigWatchStream(t *testing.T) {
+	cfg := embeddedConfig(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir}}
+	r := startDaemon(t, cfg)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	st, err := r.cli.WatchConfig(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := cli.Put(t.Context(), "/config/app/x.conf", "1"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.Next()
+	if err != nil || b.Prefix != "/config/app/" || fmt.Sprint(b.Changed, b.Deleted) != "[x.conf] []" || b.Revision == 0 {
+		t.Fatalf("batch %+v, %v", b, err)
+	}
+	if data, err := os.ReadFile(filepath.Join(dir, "x.conf")); err != nil || string(data) != "1" {
+		t.Fatalf("file when its batch arrived: %q %v", data, err)
+	}
+	start := time.Now()
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("shutdown took %s with a config stream open", took)
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -8,15 +9,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/client"
 )
 
 func newConfigCmd() *cobra.Command {
-	var asJSON bool
+	var asJSON, watch bool
 	cmd := &cobra.Command{
-		Use:   "config [--json]",
-		Short: "Show the config mappings: prefix, directory, applied revision, files, rejected keys, last error",
+		Use:   "config [--watch] [--json]",
+		Short: "Show the config mappings: prefix, directory, applied revision, files, rejected keys, last error (--watch: each batch as it lands)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if watch {
+				return watchConfig(cmd.Context(), newClient(cmd), cmd.OutOrStdout(), asJSON)
+			}
 			cm, err := newClient(cmd).Config(cmd.Context())
 			if err != nil {
 				return err
@@ -28,8 +33,33 @@ func newConfigCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the mappings as JSON (stable)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (one object per line with --watch)")
+	cmd.Flags().BoolVar(&watch, "watch", false, "print each batch of changes once it is on disk")
 	return cmd
+}
+
+// watchConfig prints each batch until ctx is cancelled (nil) or the daemon
+// goes away (an error matching client.ErrDaemonGone).
+func watchConfig(ctx context.Context, c *client.Client, out io.Writer, asJSON bool) error {
+	st, err := c.WatchConfig(ctx)
+	if err != nil {
+		return endOfWatch(ctx, err)
+	}
+	defer st.Close()
+	for {
+		b, err := st.Next()
+		if err != nil {
+			return endOfWatch(ctx, err)
+		}
+		if asJSON {
+			err = writeJSONLine(out, b)
+		} else {
+			_, err = fmt.Fprintf(out, "%s rev %d: changed %v deleted %v\n", b.Prefix, b.Revision, b.Changed, b.Deleted)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func printMappings(out io.Writer, ms []api.ConfigMapping) {
