@@ -21,6 +21,7 @@
 // meanwhile the files stay as they were.
 //
 // The package is not an etcd client wrapper, a template renderer or a
-// process supervisor. Not yet here (issue 7): the snapshot layout and
-// on_change reloads.
+// process supervisor; a Reloader runs a mapping's on_change (a command or
+// a signal) once per burst of batches. Not yet here (issue 7): the
+// snapshot layout.
 package configsync

@@ -250,14 +250,9 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 		return fmt.Errorf("sidecar: discovery: %w", err)
 	}
 	var reg *registry.Registrar
-	var mirrors []*configsync.Mapping
-	for _, mc := range d.cfg.MappingConfigs() {
-		mc.Logger, mc.OnBatch = d.log, d.batches.publish
-		m, err := configsync.New(cli, mc)
-		if err != nil {
-			return fmt.Errorf("sidecar: config mapping: %w", err)
-		}
-		mirrors = append(mirrors, m)
+	mirrors, reloaders, err := d.newMirrors(cli)
+	if err != nil {
+		return err
 	}
 	if d.cfg.Service.Name != "" {
 		rc := d.cfg.RegistryConfig()
@@ -277,6 +272,9 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	for _, m := range mirrors {
 		p.mirrors = append(p.mirrors, startPart("config mapping "+m.Status().Prefix, fail, m.Run))
 	}
+	for _, r := range reloaders {
+		p.reloaders = append(p.reloaders, startPart("config reload", fail, r.Run))
+	}
 	if reg != nil {
 		d.reg.Store(reg)
 		p.registry = startPart("registration", fail, func(ctx context.Context) error {
@@ -291,6 +289,31 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 		})
 	}
 	return nil
+}
+
+// newMirrors builds a mapping per config entry, and a reloader for each
+// with on_change; every batch goes to the /v1/config streams and the
+// mapping's reloader.
+func (d *Daemon) newMirrors(cli *clientv3.Client) ([]*configsync.Mapping, []*configsync.Reloader, error) {
+	var mirrors []*configsync.Mapping
+	var reloaders []*configsync.Reloader
+	for i, mc := range d.cfg.MappingConfigs() {
+		r, err := d.cfg.reloaderFor(i)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sidecar: config[%d].on_change: %w", i, err)
+		}
+		mc.Logger, mc.OnBatch = d.log, d.batches.publish
+		if r != nil {
+			reloaders = append(reloaders, r)
+			mc.OnBatch = func(b configsync.Batch) { d.batches.publish(b); r.Notify() }
+		}
+		m, err := configsync.New(cli, mc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("sidecar: config mapping: %w", err)
+		}
+		mirrors = append(mirrors, m)
+	}
+	return mirrors, reloaders, nil
 }
 
 func dnsEndpoint(domain string) []string {

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"log/slog"
+	"slices"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -60,6 +61,7 @@ type parts struct {
 	connState *part
 	discovery *part
 	mirrors   []*part
+	reloaders []*part
 	batches   *batchHub // its streams end once the mappings stopped
 	registry  *part
 }
@@ -74,7 +76,7 @@ type parts struct {
 // still reach etcd.
 func (p *parts) shutdown() {
 	p.registry.stop(p.log)
-	for _, m := range p.mirrors {
+	for _, m := range slices.Concat(p.mirrors, p.reloaders) {
 		m.stop(p.log)
 	}
 	if p.batches != nil {

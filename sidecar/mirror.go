@@ -24,6 +24,16 @@ func (c *Config) MappingConfigs() []configsync.Config {
 	return out
 }
 
+// reloaderFor returns the reload of mapping i, or nil without on_change.
+func (c *Config) reloaderFor(i int) (*configsync.Reloader, error) {
+	oc := c.Config[i].OnChange
+	if len(oc.Command) == 0 && oc.Signal == "" {
+		return nil, nil
+	}
+	sig, _ := configsync.SignalByName(oc.Signal) // validated in New
+	return configsync.NewReloader(configsync.ReloadConfig{Command: oc.Command, Signal: sig, PIDFile: oc.PIDFile, Debounce: oc.Debounce})
+}
+
 // configRoutes are the config mirroring routes.
 func (d *Daemon) configRoutes() []route {
 	return []route{{method: "GET", pattern: "/v1/config", handle: d.handleConfig, stream: true}}

@@ -108,3 +108,38 @@ func TestConfigWatchStream(t *testing.T) {
 		t.Errorf("shutdown took %s with a config stream open", took)
 	}
 }
+
+// TestConfigReloadInDaemon: on_change.command runs after the initial sync
+// wrote something, and again after a later batch.
+func TestConfigReloadInDaemon(t *testing.T) {
+	cfg := embeddedConfig(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	log := filepath.Join(t.TempDir(), "reloads")
+	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir, OnChange: OnChangeConfig{
+		Command: []string{"sh", "-c", `ls "$0" | tr '\n' ' ' >> "$1"; echo >> "$1"`, dir, log},
+	}}}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	startDaemon(t, cfg)
+	if _, err := cli.Put(t.Context(), "/config/app/a", "1"); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.Eventually(t, 5*time.Second, "first reload", func() error {
+		if b, _ := os.ReadFile(log); string(b) != "a \n" {
+			return fmt.Errorf("reloads %q", b)
+		}
+		return nil
+	})
+	if _, err := cli.Put(t.Context(), "/config/app/b", "2"); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.Eventually(t, 5*time.Second, "second reload", func() error {
+		if b, _ := os.ReadFile(log); string(b) != "a \na b \n" {
+			return fmt.Errorf("reloads %q", b)
+		}
+		return nil
+	})
+}

@@ -205,9 +205,6 @@ func (c *Config) validateMappings(p *problems) {
 		case m.Layout != "files":
 			p.add(f+".layout", m.Layout, "want files or snapshot")
 		}
-		if oc := m.OnChange; len(oc.Command) > 0 || oc.Signal != "" || oc.PIDFile != "" {
-			p.addText(f+".on_change", "", "reloads (command, signal) are not supported yet: leave on_change out and watch the directory")
-		}
 		if mode, err := parseMode(m.FileMode); err != nil {
 			p.add(f+".file_mode", m.FileMode, err.Error())
 		} else if mode&0o600 != 0o600 && mode&0o400 == 0 {

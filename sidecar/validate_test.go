@@ -57,7 +57,6 @@ func TestValidateMessages(t *testing.T) {
 		{"layout", mapping(func(m *MappingConfig) { m.Layout = "tree" }), []string{`config[0].layout: "tree": want files or snapshot`}},
 		{"file mode", mapping(func(m *MappingConfig) { m.FileMode = "rw" }), []string{`config[0].file_mode: "rw": want an octal permission`}},
 		{"snapshot layout not yet", mapping(func(m *MappingConfig) { m.Layout = "snapshot" }), []string{`config[0].layout: "snapshot": the snapshot layout is not supported yet`}},
-		{"reload not yet", mapping(func(m *MappingConfig) { m.OnChange.Command = []string{"kill", "-HUP", "1"} }), []string{"config[0].on_change: reloads (command, signal) are not supported yet"}},
 		{"on delete", mapping(func(m *MappingConfig) { m.OnDelete = "trash" }), []string{`config[0].on_delete: "trash": want remove or keep`}},
 		{"empty prefix", mapping(func(m *MappingConfig) { m.Prefix = "" }), []string{`config[0].prefix: "": want a non-empty etcd key prefix`}},
 		{"dir is a symlink", mapping(func(m *MappingConfig) { m.Dir = link }), []string{`config[0].dir: "` + link + `": is a symlink to "` + realDir + `"`}},
