@@ -71,6 +71,8 @@ type Status struct {
 	Files       int    // files mirrored now
 	Rejected    int    // keys under the prefix refused now (bad path, too large)
 	LastError   string // why the last sync or write failed; "" once it succeeds
+	Writes      int64  // files written since Run started
+	Removals    int64  // files removed since Run started
 }
 
 // Mapping keeps one directory equal to one etcd prefix. Build it with New
@@ -303,9 +305,16 @@ func (b *builder) noteDelete(rel string, removed bool, err error) {
 	}
 }
 
-// publish hands a batch that changed the disk to OnBatch.
+// publish counts a batch that changed the disk and hands it to OnBatch.
 func (m *Mapping) publish(b Batch, rev int64) {
-	if m.cfg.OnBatch == nil || len(b.Changed)+len(b.Deleted) == 0 {
+	if len(b.Changed)+len(b.Deleted) == 0 {
+		return
+	}
+	m.mu.Lock()
+	m.st.Writes += int64(len(b.Changed))
+	m.st.Removals += int64(len(b.Deleted))
+	m.mu.Unlock()
+	if m.cfg.OnBatch == nil {
 		return
 	}
 	b.Prefix, b.Revision = m.cfg.Prefix, rev

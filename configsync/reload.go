@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,10 +40,14 @@ type ReloadConfig struct {
 // NewReloader, call Run once, and Notify after each batch is on disk.
 // Notify is safe for concurrent use.
 type Reloader struct {
-	cfg  ReloadConfig
-	log  *slog.Logger
-	kick chan struct{} // cap 1: a batch arrived
+	cfg      ReloadConfig
+	log      *slog.Logger
+	kick     chan struct{} // cap 1: a batch arrived
+	ok, fail atomic.Int64
 }
+
+// Reloads returns how many reloads succeeded and failed so far.
+func (r *Reloader) Reloads() (ok, failed int64) { return r.ok.Load(), r.fail.Load() }
 
 // NewReloader checks cfg; it starts nothing.
 func NewReloader(cfg ReloadConfig) (*Reloader, error) {
@@ -106,9 +111,11 @@ func (r *Reloader) reload(ctx context.Context) {
 		err = r.sendSignal()
 	}
 	if err != nil {
+		r.fail.Add(1)
 		r.log.Warn("reload failed", "err", err, "output", out, "took_s", time.Since(start).Seconds())
 		return
 	}
+	r.ok.Add(1)
 	r.log.Info("reloaded", "output", out, "took_s", time.Since(start).Seconds())
 }
 

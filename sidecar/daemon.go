@@ -37,10 +37,11 @@ type Daemon struct {
 	streams        chan struct{} // one element per open API stream, at most maxStreams
 	metricsHandler http.Handler
 
-	reg     atomic.Pointer[registry.Registrar]    // set once etcd is up, if a service is configured
-	disc    atomic.Pointer[discovery.Cache]       // set once etcd is up
-	mirrors atomic.Pointer[[]*configsync.Mapping] // one per config entry, set once etcd is up
-	batches batchHub                              // the mappings' batches, to /v1/config streams
+	reg       atomic.Pointer[registry.Registrar]     // set once etcd is up, if a service is configured
+	disc      atomic.Pointer[discovery.Cache]        // set once etcd is up
+	mirrors   atomic.Pointer[[]*configsync.Mapping]  // one per config entry, set once etcd is up
+	reloaders atomic.Pointer[[]*configsync.Reloader] // aligned with mirrors; nil entries without on_change
+	batches   batchHub                               // the mappings' batches, to /v1/config streams
 }
 
 // NewLogger builds the daemon's logger from the log section.
@@ -72,6 +73,9 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 	d.metrics = newMetrics(d.etcd.up)
 	if cfg.Service.Name != "" {
 		d.metrics.reg.MustRegister(newRegistrationCollector(d))
+	}
+	if len(cfg.Config) > 0 {
+		d.metrics.reg.MustRegister(newConfigCollector(d))
 	}
 	d.metricsHandler = d.promHandler()
 	return d, nil
@@ -272,8 +276,11 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	for _, m := range mirrors {
 		p.mirrors = append(p.mirrors, startPart("config mapping "+m.Status().Prefix, fail, m.Run))
 	}
+	d.reloaders.Store(&reloaders)
 	for _, r := range reloaders {
-		p.reloaders = append(p.reloaders, startPart("config reload", fail, r.Run))
+		if r != nil {
+			p.reloaders = append(p.reloaders, startPart("config reload", fail, r.Run))
+		}
 	}
 	if reg != nil {
 		d.reg.Store(reg)
@@ -291,8 +298,8 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	return nil
 }
 
-// newMirrors builds a mapping per config entry, and a reloader for each
-// with on_change; every batch goes to the /v1/config streams and the
+// newMirrors builds a mapping per config entry, and its reloader (nil
+// without on_change); every batch goes to the /v1/config streams and the
 // mapping's reloader.
 func (d *Daemon) newMirrors(cli *clientv3.Client) ([]*configsync.Mapping, []*configsync.Reloader, error) {
 	var mirrors []*configsync.Mapping
@@ -303,8 +310,8 @@ func (d *Daemon) newMirrors(cli *clientv3.Client) ([]*configsync.Mapping, []*con
 			return nil, nil, fmt.Errorf("sidecar: config[%d].on_change: %w", i, err)
 		}
 		mc.Logger, mc.OnBatch = d.log, d.batches.publish
+		reloaders = append(reloaders, r) // nil without on_change: indexes stay aligned
 		if r != nil {
-			reloaders = append(reloaders, r)
 			mc.OnBatch = func(b configsync.Batch) { d.batches.publish(b); r.Notify() }
 		}
 		m, err := configsync.New(cli, mc)

@@ -2,8 +2,10 @@ package sidecar
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,7 +125,7 @@ func TestConfigReloadInDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	startDaemon(t, cfg)
+	r := startDaemon(t, cfg)
 	if _, err := cli.Put(t.Context(), "/config/app/a", "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -142,4 +144,15 @@ func TestConfigReloadInDaemon(t *testing.T) {
 		}
 		return nil
 	})
+	metrics := get(t, r.cli, "/metrics", http.StatusOK)
+	for _, want := range []string{
+		`sidecar_config_reloads_total{prefix="/config/app/",result="ok"} 2`,
+		`sidecar_config_files{prefix="/config/app/"} 2`,
+		`sidecar_config_writes_total{prefix="/config/app/"} 2`,
+		`sidecar_config_failing{prefix="/config/app/"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }
