@@ -15,20 +15,31 @@ import (
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
-// TestConfigMirrorInDaemon: a config mapping runs in the daemon, shows in
-// /v1/config and /v1/status; a directory that cannot be written makes
-// /v1/health 503 with the mapping's error, and the daemon recovers by
-// itself once it can write again.
-func TestConfigMirrorInDaemon(t *testing.T) {
+// mirrorDaemon runs an embedded daemon mirroring /config/app/ into a new
+// directory, and returns it, a client of its member and the directory.
+func mirrorDaemon(t *testing.T, onChange func(dir string) OnChangeConfig) (*running, *clientv3.Client, string) {
+	t.Helper()
 	cfg := embeddedConfig(t)
 	dir := filepath.Join(t.TempDir(), "app")
 	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir}}
+	if onChange != nil {
+		cfg.Config[0].OnChange = onChange(dir)
+	}
 	r := startDaemon(t, cfg)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
+	return r, cli, dir
+}
+
+// TestConfigMirrorInDaemon: a config mapping runs in the daemon, shows in
+// /v1/config and /v1/status; a directory that cannot be written makes
+// /v1/health 503 with the mapping's error, and the daemon recovers by
+// itself once it can write again.
+func TestConfigMirrorInDaemon(t *testing.T) {
+	r, cli, dir := mirrorDaemon(t, nil)
 	if _, err := cli.Put(t.Context(), "/config/app/app.yaml", "port: 8080\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -78,15 +89,7 @@ func TestConfigMirrorInDaemon(t *testing.T) {
 // TestConfigWatchStream: /v1/config?watch=true streams each batch once it
 // is on disk, and the stream ends when the daemon stops.
 func TestConfigWatchStream(t *testing.T) {
-	cfg := embeddedConfig(t)
-	dir := filepath.Join(t.TempDir(), "app")
-	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir}}
-	r := startDaemon(t, cfg)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	r, cli, dir := mirrorDaemon(t, nil)
 	st, err := r.cli.WatchConfig(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -114,18 +117,10 @@ func TestConfigWatchStream(t *testing.T) {
 // TestConfigReloadInDaemon: on_change.command runs after the initial sync
 // wrote something, and again after a later batch.
 func TestConfigReloadInDaemon(t *testing.T) {
-	cfg := embeddedConfig(t)
-	dir := filepath.Join(t.TempDir(), "app")
 	log := filepath.Join(t.TempDir(), "reloads")
-	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir, OnChange: OnChangeConfig{
-		Command: []string{"sh", "-c", `ls "$0" | tr '\n' ' ' >> "$1"; echo >> "$1"`, dir, log},
-	}}}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	r := startDaemon(t, cfg)
+	r, cli, _ := mirrorDaemon(t, func(dir string) OnChangeConfig {
+		return OnChangeConfig{Command: []string{"sh", "-c", `ls "$0" | tr '\n' ' ' >> "$1"; echo >> "$1"`, dir, log}}
+	})
 	if _, err := cli.Put(t.Context(), "/config/app/a", "1"); err != nil {
 		t.Fatal(err)
 	}
