@@ -196,26 +196,31 @@ func (d *Dir) Remove(rel string) (removed bool, err error) {
 	if err := d.root.Remove(rel); err != nil {
 		return false, wrap("remove", rel, err)
 	}
-	return true, wrap("remove", rel, d.removeEmptyParents(rel))
+	kept, err := d.removeEmptyParents(rel)
+	if err == nil && kept != "" {
+		err = d.syncDir(kept) // the removal is durable, as a write is
+	}
+	return true, wrap("remove", rel, err)
 }
 
 // removeEmptyParents removes the parent directories of rel, innermost
-// first, while they are empty directories (not links to one).
-func (d *Dir) removeEmptyParents(rel string) error {
+// first, while they are empty directories (not links to one), and returns
+// the directory that now holds the last removal ("" when that is a link).
+func (d *Dir) removeEmptyParents(rel string) (kept string, err error) {
 	for dir := path.Dir(rel); dir != "."; dir = path.Dir(dir) {
 		fi, err := d.root.Lstat(dir)
 		if err != nil || !fi.IsDir() {
-			return err
+			return "", err
 		}
 		entries, err := fs.ReadDir(d.root.FS(), dir)
 		if err != nil || len(entries) > 0 {
-			return err
+			return dir, err
 		}
 		if err := d.root.Remove(dir); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return ".", nil
 }
 
 // Files returns the rel path of every regular file beneath the directory,
