@@ -32,12 +32,26 @@ type Dir struct {
 	uid, gid int
 }
 
-// OpenDir opens the directory at path, creating it (and its parents, mode
-// 0o755) if missing, then removes the temporary files a crash may have left
-// anywhere beneath it. Files it writes get exactly mode (permission bits
-// only), and the owner uid and group gid; -1 leaves either as the process
-// creates them.
+// OpenDir opens the directory at path for the files layout, creating it
+// (and its parents, mode 0o755) if missing, then removes the temporary
+// files a crash may have left anywhere beneath it, and what the snapshot
+// layout left there (its "..data", payloads and links into them). Files it
+// writes get exactly mode (permission bits only), and the owner uid and
+// group gid; -1 leaves either as the process creates them.
 func OpenDir(path string, mode fs.FileMode, uid, gid int) (*Dir, error) {
+	d, err := openRoot(path, mode, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.removeSnapshot(); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("configsync: open %q: %w", path, err)
+	}
+	return d, nil
+}
+
+// openRoot opens (creating) the directory and removes temporary files.
+func openRoot(path string, mode fs.FileMode, uid, gid int) (*Dir, error) {
 	if mode&^fs.ModePerm != 0 {
 		return nil, fmt.Errorf("configsync: open %q: file mode %v has bits other than permissions", path, mode)
 	}
@@ -54,6 +68,33 @@ func OpenDir(path string, mode fs.FileMode, uid, gid int) (*Dir, error) {
 		return nil, fmt.Errorf("configsync: open %q: %w", path, err)
 	}
 	return d, nil
+}
+
+// removeSnapshot removes the snapshot layout's links, "..data" and
+// payloads, so that the files layout can take the directory over.
+func (d *Dir) removeSnapshot() error {
+	entries, err := fs.ReadDir(d.root.FS(), ".")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case e.Type()&fs.ModeSymlink != 0:
+			t, err := d.root.Readlink(name)
+			if err == nil && (name == dataLink || name == dataTmp || strings.HasPrefix(t, dataLink+"/")) {
+				err = d.root.Remove(name)
+			}
+			if err != nil {
+				return err
+			}
+		case e.IsDir() && isPayload(name):
+			if err := d.root.RemoveAll(name); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // removeTemps removes every temporary file beneath the root.
@@ -97,7 +138,7 @@ func (d *Dir) Write(rel string, data []byte) (changed bool, err error) {
 	if err := d.root.MkdirAll(parent, 0o755); err != nil {
 		return false, wrap("write", rel, err)
 	}
-	tmp, err := d.writeTemp(parent, data)
+	tmp, err := d.writeTemp(parent, data, true)
 	if err != nil {
 		return false, wrap("write", rel, err)
 	}
@@ -134,9 +175,9 @@ func (d *Dir) holds(rel string, data []byte) (bool, error) {
 }
 
 // writeTemp writes data to a new temporary file in dir, with the Dir's
-// mode and owner, synced and closed, and returns its name. On error it
-// leaves no file behind.
-func (d *Dir) writeTemp(dir string, data []byte) (name string, err error) {
+// mode and owner, synced (when sync is set) and closed, and returns its
+// name. On error it leaves no file behind.
+func (d *Dir) writeTemp(dir string, data []byte, sync bool) (name string, err error) {
 	var rnd [12]byte
 	rand.Read(rnd[:])
 	name = path.Join(dir, tmpPrefix+hex.EncodeToString(rnd[:]))
@@ -156,7 +197,7 @@ func (d *Dir) writeTemp(dir string, data []byte) (name string, err error) {
 	if err == nil && (d.uid >= 0 || d.gid >= 0) {
 		err = f.Chown(d.uid, d.gid)
 	}
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -165,8 +206,9 @@ func (d *Dir) writeTemp(dir string, data []byte) (name string, err error) {
 	return name, err
 }
 
-func (d *Dir) syncDir(dir string) error {
-	f, err := d.root.Open(dir)
+// syncDir fsyncs the directory (or file) name.
+func (d *Dir) syncDir(name string) error {
+	f, err := d.root.Open(name)
 	if err != nil {
 		return err
 	}
@@ -184,30 +226,40 @@ func (d *Dir) Remove(rel string) (removed bool, err error) {
 	if err := checkRel(rel); err != nil {
 		return false, fmt.Errorf("configsync: remove %q: %w: %w", rel, ErrRefused, err)
 	}
-	fi, err := d.root.Lstat(rel)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, wrap("remove", rel, err)
-	case fi.IsDir():
-		return false, wrap("remove", rel, errors.New("it is a directory"))
-	}
-	if err := d.root.Remove(rel); err != nil {
-		return false, wrap("remove", rel, err)
-	}
-	kept, err := d.removeEmptyParents(rel)
+	removed, kept, err := d.remove(rel, ".")
 	if err == nil && kept != "" {
-		err = d.syncDir(kept) // the removal is durable, as a write is
+		err = wrap("remove", rel, d.syncDir(kept)) // durable, as a write is
 	}
-	return true, wrap("remove", rel, err)
+	return removed, err
 }
 
-// removeEmptyParents removes the parent directories of rel, innermost
-// first, while they are empty directories (not links to one), and returns
-// the directory that now holds the last removal ("" when that is a link).
-func (d *Dir) removeEmptyParents(rel string) (kept string, err error) {
-	for dir := path.Dir(rel); dir != "."; dir = path.Dir(dir) {
+// remove removes rel beneath the directory base, and the directories of
+// base that leaves empty. It returns the directory that held the last
+// removal ("" when that is a link), to be synced.
+func (d *Dir) remove(rel, base string) (removed bool, kept string, err error) {
+	p := path.Join(base, rel)
+	fi, err := d.root.Lstat(p)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, "", nil
+	case err != nil:
+		return false, "", wrap("remove", rel, err)
+	case fi.IsDir():
+		return false, "", wrap("remove", rel, errors.New("it is a directory"))
+	}
+	if err := d.root.Remove(p); err != nil {
+		return false, "", wrap("remove", rel, err)
+	}
+	kept, err = d.removeEmptyParents(p, base)
+	return true, kept, wrap("remove", rel, err)
+}
+
+// removeEmptyParents removes the parent directories of p, innermost
+// first, while they are empty directories (not links to one), up to but
+// not including base, and returns the directory that now holds the last
+// removal ("" when that is a link).
+func (d *Dir) removeEmptyParents(p, base string) (kept string, err error) {
+	for dir := path.Dir(p); dir != base && dir != "."; dir = path.Dir(dir) {
 		fi, err := d.root.Lstat(dir)
 		if err != nil || !fi.IsDir() {
 			return "", err
@@ -220,7 +272,7 @@ func (d *Dir) removeEmptyParents(rel string) (kept string, err error) {
 			return "", err
 		}
 	}
-	return ".", nil
+	return base, nil
 }
 
 // Files returns the rel path of every regular file beneath the directory,
@@ -228,17 +280,27 @@ func (d *Dir) removeEmptyParents(rel string) (kept string, err error) {
 // RelPath cannot return: the package's own temporary and snapshot files
 // (any element starting with ".."), and files with names no key maps to.
 func (d *Dir) Files() ([]string, error) {
+	return d.files(".")
+}
+
+// files lists the files beneath base, as Files does, relative to base.
+func (d *Dir) files(base string) ([]string, error) {
 	var files []string
-	err := fs.WalkDir(d.root.FS(), ".", func(p string, e fs.DirEntry, err error) error {
+	err := fs.WalkDir(d.root.FS(), base, func(p string, e fs.DirEntry, err error) error {
 		switch {
 		case err != nil:
 			return err
-		case p == ".":
+		case p == base:
 			return nil
 		case strings.HasPrefix(e.Name(), reserved) && e.IsDir():
 			return fs.SkipDir
-		case e.Type().IsRegular() && checkRel(p) == nil:
-			files = append(files, p)
+		}
+		rel := p
+		if base != "." {
+			rel = strings.TrimPrefix(p, base+"/")
+		}
+		if e.Type().IsRegular() && checkRel(rel) == nil {
+			files = append(files, rel)
 		}
 		return nil
 	})
@@ -256,3 +318,13 @@ func wrap(op, rel string, err error) error {
 	}
 	return fmt.Errorf("configsync: %s %q: %w", op, rel, err)
 }
+
+// Begin, Commit and Abort make a Dir a store: in the files layout each
+// Write and Remove is on disk, and visible, when it returns.
+func (d *Dir) Begin() error { return nil }
+
+// Commit does nothing: see Begin.
+func (d *Dir) Commit() error { return nil }
+
+// Abort does nothing: see Begin.
+func (d *Dir) Abort() {}

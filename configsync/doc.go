@@ -11,17 +11,22 @@
 // replaced or removed outside it, whatever symbolic links exist inside it.
 //
 // Names with an element that starts with ".." are the package's own
-// (temporary files, and the "..data" of the snapshot layout); no key can
-// produce one.
+// (temporary files, and the "..data" link and payload directories of the
+// snapshot layout); no key can produce one.
+//
+// A Snapshot is the other layout, Kubernetes' ConfigMap-volume scheme: a
+// batch is built in a new payload directory and made visible at once by
+// renaming a new "..data" link over the old one.
 //
 // A Mapping is the sync engine: it lists the prefix at one revision R (in
 // pages at R), writes the files and removes those etcd no longer has, then
-// watches from R+1 and applies each watch response as it comes; after a
-// compaction, a failed write or an outage it lists and diffs again, and
-// meanwhile the files stay as they were.
+// watches from R+1 and applies each watch response as it comes (those that
+// queued up meanwhile as one batch); after a compaction, a failed write or
+// an outage it lists and diffs again, and meanwhile the files stay as they
+// were. Config.Validate holds the rules of a mapping's settings, and
+// LookupOwner resolves the owner and group of its files.
 //
 // The package is not an etcd client wrapper, a template renderer or a
 // process supervisor; a Reloader runs a mapping's on_change (a command or
-// a signal) once per burst of batches. Not yet here (issue 7): the
-// snapshot layout.
+// a signal) once per burst of batches.
 package configsync

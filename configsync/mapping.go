@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -30,40 +29,6 @@ const (
 // mapping lists again at a new revision and diffs.
 var errCompacted = errors.New("configsync: watch revision compacted")
 
-// Config describes one mapping: an etcd prefix mirrored into a directory.
-type Config struct {
-	Prefix       string      // every key under it is mirrored; required
-	Dir          string      // the directory the files live in; created if missing
-	FileMode     fs.FileMode // of every file; default 0o644
-	Owner        *Owner      // of every file; nil leaves the process's
-	KeepDeleted  bool        // on_delete: keep; by default a deleted key's file is removed
-	MaxFileBytes int64       // larger values are refused; default 1 MiB
-	Logger       *slog.Logger
-	// OnBatch, if set, is called on Run's goroutine after the files of a
-	// batch are on disk: the initial sync (or a re-sync) when it changed
-	// anything, then each watch response that did. It must not block.
-	OnBatch func(Batch)
-}
-
-// Batch is one set of changes on disk; paths are relative to the
-// mapping's directory.
-type Batch struct {
-	Prefix   string
-	Revision int64
-	Changed  []string // written (created or updated)
-	Deleted  []string // removed
-}
-
-// builder collects a Batch, and the error of the last write.
-type builder struct {
-	Batch
-	err error
-}
-
-// Owner is the owner and group of a mapping's files; -1 in either leaves
-// it as the process creates it.
-type Owner struct{ UID, GID int }
-
 // Status is a snapshot of a mapping, as /v1/config shows it.
 type Status struct {
 	Prefix, Dir string
@@ -73,6 +38,10 @@ type Status struct {
 	LastError   string // why the last sync or write failed; "" once it succeeds
 	Writes      int64  // files written since Run started
 	Removals    int64  // files removed since Run started
+	// Behind is when the directory stopped following etcd's changes (a
+	// failed watch, list or write; Run's start before the first sync);
+	// zero while the mapping follows its watch.
+	Behind time.Time
 }
 
 // Mapping keeps one directory equal to one etcd prefix. Build it with New
@@ -92,23 +61,18 @@ type Mapping struct {
 	st Status
 }
 
-// New checks cfg, fills defaults and returns a mapping. It starts nothing
+// New checks cfg (see Config.Validate), fills defaults and returns a mapping. It starts nothing
 // and touches neither etcd nor the disk.
 func New(cli *clientv3.Client, cfg Config) (*Mapping, error) {
 	if cli == nil {
 		return nil, errors.New("configsync: nil etcd client")
 	}
-	if cfg.Prefix == "" || cfg.Dir == "" {
-		return nil, fmt.Errorf("configsync: mapping %q → %q: want a prefix and a directory", cfg.Prefix, cfg.Dir)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configsync: mapping %q → %q: %w", cfg.Prefix, cfg.Dir, err)
 	}
+	cfg = cfg.withDefaults()
 	if !strings.HasSuffix(cfg.Prefix, "/") {
 		cfg.Prefix += "/" // a prefix names a directory of keys: /config/app covers /config/app/x, not /config/app2
-	}
-	if cfg.FileMode == 0 {
-		cfg.FileMode = 0o644
-	}
-	if cfg.MaxFileBytes <= 0 {
-		cfg.MaxFileBytes = 1 << 20
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -136,11 +100,13 @@ func (m *Mapping) Status() Status {
 // jittered backoff; meanwhile the files stay as they were.
 func (m *Mapping) Run(ctx context.Context) error {
 	bo := retry.Backoff{Base: backoffBase, Max: backoffMax}
+	m.behind()
 	for ctx.Err() == nil {
 		err := m.session(ctx, &bo)
 		switch {
 		case ctx.Err() != nil:
 		case errors.Is(err, errCompacted):
+			m.behind()
 			m.log.Info("watch compacted; listing again")
 		default:
 			m.failed(err)
@@ -157,7 +123,7 @@ func (m *Mapping) session(ctx context.Context, bo *retry.Backoff) error {
 	if o := m.cfg.Owner; o != nil {
 		uid, gid = o.UID, o.GID
 	}
-	d, err := OpenDir(m.cfg.Dir, m.cfg.FileMode, uid, gid)
+	d, err := openStore(m.cfg.Layout, m.cfg.Dir, m.cfg.FileMode, uid, gid)
 	if err != nil {
 		return err
 	}
@@ -172,6 +138,7 @@ func (m *Mapping) session(ctx context.Context, bo *retry.Backoff) error {
 
 // failed records err as the mapping's last error and logs it.
 func (m *Mapping) failed(err error) {
+	m.behind()
 	m.mu.Lock()
 	first := m.st.LastError == ""
 	m.st.LastError = err.Error()
@@ -186,10 +153,31 @@ func (m *Mapping) failed(err error) {
 // sync lists the prefix at one revision, page by page, writes each file
 // that differs, and then removes the files the directory holds that etcd
 // does not (unless deleted keys are kept). It returns the revision.
-func (m *Mapping) sync(ctx context.Context, d *Dir) (int64, error) {
+func (m *Mapping) sync(ctx context.Context, d store) (int64, error) {
 	m.files, m.kept, m.refused = map[string]struct{}{}, map[string]struct{}{}, map[string]string{}
-	r := etcdpage.Reader{Client: m.cli, PageSize: pageSize, Timeout: requestTimeout}
+	if err := d.Begin(); err != nil {
+		return 0, err
+	}
 	var b builder
+	rev, err := m.list(ctx, d, &b)
+	if err == nil {
+		err = d.Commit()
+	}
+	if err != nil {
+		d.Abort()
+		return 0, err
+	}
+	m.synced(rev)
+	m.log.Info("config mapping in sync", "rev", rev, "files", len(m.files), "written", b.writes, "removed", b.removals, "rejected", len(m.refused))
+	m.publish(&b, rev, time.Time{})
+	return rev, nil
+}
+
+// list writes every key of the prefix at one revision, then removes the
+// files that are not mirrored keys; it returns the revision, and notes
+// what changed in b.
+func (m *Mapping) list(ctx context.Context, d store, b *builder) (int64, error) {
+	r := etcdpage.Reader{Client: m.cli, PageSize: pageSize, Timeout: requestTimeout}
 	var failed error // the first write that failed; the others are still written
 	rev, err := r.Prefix(ctx, m.cfg.Prefix, 0, nil, func(kvs []*mvccpb.KeyValue) (string, error) {
 		for _, kv := range kvs {
@@ -204,80 +192,68 @@ func (m *Mapping) sync(ctx context.Context, d *Dir) (int64, error) {
 	if failed != nil {
 		return 0, failed
 	}
-	if b.Deleted, err = m.prune(d); err != nil {
-		return 0, err
-	}
-	m.synced(rev)
-	m.log.Info("config mapping in sync", "rev", rev, "files", len(m.files), "written", len(b.Changed), "removed", len(b.Deleted), "rejected", len(m.refused))
-	m.publish(b.Batch, rev)
-	return rev, nil
+	return rev, m.prune(d, b)
 }
 
 // prune removes the files of the directory that are not mirrored keys,
-// and returns them.
-func (m *Mapping) prune(d *Dir) ([]string, error) {
-	if m.cfg.KeepDeleted {
-		return nil, nil
+// noting them in b.
+func (m *Mapping) prune(d store, b *builder) error {
+	if m.cfg.OnDelete == OnDeleteKeep {
+		return nil
 	}
 	have, err := d.Files()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var removed []string
 	for _, rel := range have {
 		_, mirrored := m.files[rel]
 		_, kept := m.kept[rel]
 		if mirrored || kept {
 			continue
 		}
-		if _, err := d.Remove(rel); err != nil {
-			return removed, err
+		removed, err := d.Remove(rel)
+		if b.noteDelete(rel, removed, err); err != nil {
+			return err
 		}
-		removed = append(removed, rel)
 	}
-	return removed, nil
+	return nil
 }
 
-// follow watches from rev+1 and applies each response, until the watch
-// fails, a write fails, or ctx ends.
-func (m *Mapping) follow(ctx context.Context, d *Dir, rev int64) error {
+// follow watches from rev+1 and applies the responses as they come,
+// those that queued up meanwhile as one batch, until the watch fails, a
+// write fails, or ctx ends.
+func (m *Mapping) follow(ctx context.Context, d store, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	wch := m.cli.Watch(wctx, m.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	for {
-		var resp clientv3.WatchResponse
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case resp, ok = <-wch:
-		}
-		switch {
-		case !ok:
-			return errors.New("configsync: watch closed")
-		case resp.CompactRevision != 0:
-			return fmt.Errorf("%w: at %d, compacted at %d", errCompacted, rev+1, resp.CompactRevision)
-		case resp.Err() != nil:
-			return fmt.Errorf("configsync: watch %q: %w", m.cfg.Prefix, resp.Err())
-		case len(resp.Events) == 0:
-			continue
-		}
-		b, err := m.apply(d, resp.Events)
+		evs, arrived, err := receive(ctx, wch, rev)
 		if err != nil {
+			return err
+		}
+		var b builder
+		if err := m.apply(d, lastPerKey(evs), &b); err != nil {
 			return err // the next session lists and diffs: nothing is lost
 		}
-		rev = resp.Events[len(resp.Events)-1].Kv.ModRevision
+		rev = evs[len(evs)-1].Kv.ModRevision
 		m.synced(rev)
-		m.publish(b, rev)
+		m.publish(&b, rev, arrived)
 	}
 }
 
-// apply writes or removes the file of each event, in order, and returns
-// what changed on disk. A failure does not stop the others; the first is
-// returned, and the next session lists and diffs again.
-func (m *Mapping) apply(d *Dir, evs []*clientv3.Event) (Batch, error) {
-	var b builder
-	var failed error
+// apply writes or removes the file of each event, in order, as one batch,
+// noting what changed on disk in b. In the files layout a failure does
+// not stop the others; the first is returned, and the next session lists
+// and diffs again. In the snapshot layout a failure drops the whole batch.
+func (m *Mapping) apply(d store, evs []*clientv3.Event, b *builder) (failed error) {
+	if err := d.Begin(); err != nil {
+		return err
+	}
+	defer func() {
+		if failed != nil {
+			d.Abort()
+		}
+	}()
 	for _, ev := range evs {
 		if ev.Type == clientv3.EventTypePut {
 			b.note(m.put(d, ev.Kv))
@@ -286,45 +262,16 @@ func (m *Mapping) apply(d *Dir, evs []*clientv3.Event) (Batch, error) {
 		}
 		failed = cmp.Or(failed, b.err)
 	}
-	return b.Batch, failed
-}
-
-// note records the result of one write: its path when it changed the
-// disk, its error in b.err.
-func (b *builder) note(rel string, changed bool, err error) {
-	b.err = err
-	if changed {
-		b.Changed = append(b.Changed, rel)
+	if failed == nil {
+		failed = d.Commit()
 	}
-}
-
-func (b *builder) noteDelete(rel string, removed bool, err error) {
-	b.err = err
-	if removed {
-		b.Deleted = append(b.Deleted, rel)
-	}
-}
-
-// publish counts a batch that changed the disk and hands it to OnBatch.
-func (m *Mapping) publish(b Batch, rev int64) {
-	if len(b.Changed)+len(b.Deleted) == 0 {
-		return
-	}
-	m.mu.Lock()
-	m.st.Writes += int64(len(b.Changed))
-	m.st.Removals += int64(len(b.Deleted))
-	m.mu.Unlock()
-	if m.cfg.OnBatch == nil {
-		return
-	}
-	b.Prefix, b.Revision = m.cfg.Prefix, rev
-	m.cfg.OnBatch(b)
+	return failed
 }
 
 // put mirrors one key: it writes the file when the key maps to a path and
 // its value is not too large, and otherwise records it as refused. A value
 // over MaxFileBytes leaves the file with its last good content, if any.
-func (m *Mapping) put(d *Dir, kv *mvccpb.KeyValue) (rel string, changed bool, err error) {
+func (m *Mapping) put(d store, kv *mvccpb.KeyValue) (rel string, changed bool, err error) {
 	key := string(kv.Key)
 	rel, err = RelPath(key, m.cfg.Prefix)
 	if err == nil && int64(len(kv.Value)) > m.cfg.MaxFileBytes {
@@ -343,10 +290,10 @@ func (m *Mapping) put(d *Dir, kv *mvccpb.KeyValue) (rel string, changed bool, er
 }
 
 // delete removes the file of a deleted key, unless deleted keys are kept.
-func (m *Mapping) delete(d *Dir, key string) (rel string, removed bool, err error) {
+func (m *Mapping) delete(d store, key string) (rel string, removed bool, err error) {
 	delete(m.refused, key)
 	rel, err = RelPath(key, m.cfg.Prefix)
-	if err != nil || m.cfg.KeepDeleted {
+	if err != nil || m.cfg.OnDelete == OnDeleteKeep {
 		return "", false, nil
 	}
 	if removed, err = d.Remove(rel); err != nil {
@@ -366,11 +313,22 @@ func (m *Mapping) refuse(key string, why error) {
 	m.refused[key] = why.Error()
 }
 
+// behind records that the directory stopped following etcd, unless it
+// had already.
+func (m *Mapping) behind() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Behind.IsZero() {
+		m.st.Behind = time.Now()
+	}
+}
+
 // synced publishes the revision the directory reflects now.
 func (m *Mapping) synced(rev int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.st.Revision, m.st.Files, m.st.Rejected = rev, len(m.files), len(m.refused)
+	m.st.Behind = time.Time{}
 	if m.st.LastError != "" {
 		m.log.Info("config mapping recovered", "rev", rev)
 	}

@@ -36,6 +36,35 @@ type ReloadConfig struct {
 	Logger   *slog.Logger
 }
 
+// Validate reports every problem of cfg at once, one *FieldError per
+// problem, joined. A cfg with neither command nor signal is valid: it
+// reloads nothing.
+func (cfg ReloadConfig) Validate() error {
+	var errs []error
+	add := func(field, value, reason string) {
+		errs = append(errs, &FieldError{Field: field, Value: value, Reason: reason})
+	}
+	if len(cfg.Command) > 0 && cfg.Command[0] == "" {
+		add("Command", fmt.Sprintf("%q", cfg.Command), "want an argv whose first element is the program")
+	}
+	if len(cfg.Command) > 0 && cfg.Signal != 0 {
+		add("Command", "", "want a command or a signal, not both")
+	}
+	if cfg.Signal != 0 && cfg.PIDFile == "" {
+		add("PIDFile", "", "want the path of the file holding the pid to signal (required with signal)")
+	}
+	if cfg.PIDFile != "" && cfg.Signal == 0 {
+		add("Signal", "", "want a signal name to send to the pid in pid_file")
+	}
+	if cfg.Debounce < 0 {
+		add("Debounce", cfg.Debounce.String(), "want 0 or more")
+	}
+	if cfg.Timeout < 0 {
+		add("Timeout", cfg.Timeout.String(), "want 0 or more")
+	}
+	return errors.Join(errs...)
+}
+
 // Reloader runs a mapping's reload after batches of changes. Build it with
 // NewReloader, call Run once, and Notify after each batch is on disk.
 // Notify is safe for concurrent use.
@@ -54,8 +83,8 @@ func NewReloader(cfg ReloadConfig) (*Reloader, error) {
 	if len(cfg.Command) == 0 && cfg.Signal == 0 {
 		return nil, errors.New("configsync: reload: want a command or a signal")
 	}
-	if cfg.Signal != 0 && cfg.PIDFile == "" {
-		return nil, errors.New("configsync: reload: a signal needs a pid file")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configsync: reload: %w", err)
 	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce

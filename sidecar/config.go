@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/configsync"
 	"github.com/sidecar-dev/sidecar/registry"
 )
 
@@ -101,6 +102,8 @@ type MappingConfig struct {
 	Dir          string         `mapstructure:"dir"`
 	Layout       string         `mapstructure:"layout"`
 	FileMode     string         `mapstructure:"file_mode"`
+	Owner        string         `mapstructure:"owner"`
+	Group        string         `mapstructure:"group"`
 	OnDelete     string         `mapstructure:"on_delete"`
 	MaxFileBytes ByteSize       `mapstructure:"max_file_bytes"`
 	OnChange     OnChangeConfig `mapstructure:"on_change"`
@@ -165,13 +168,14 @@ func Defaults() Config {
 	}
 }
 
-// Mapping defaults, applied per list element by Complete.
-const (
-	DefaultLayout       = "files"
-	DefaultFileMode     = "0644"
-	DefaultOnDelete     = "remove"
-	DefaultMaxFileBytes = ByteSize(1 << 20)
-	DefaultDebounce     = 100 * time.Millisecond
+// Mapping defaults, applied per list element by Complete: configsync's,
+// written as the config section writes them.
+var (
+	DefaultLayout       = string(configsync.LayoutFiles)
+	DefaultFileMode     = fmt.Sprintf("%04o", configsync.DefaultFileMode)
+	DefaultOnDelete     = string(configsync.OnDeleteRemove)
+	DefaultMaxFileBytes = ByteSize(configsync.DefaultMaxFileBytes)
+	DefaultDebounce     = configsync.DefaultDebounce
 )
 
 // EmbeddedMode reports whether the daemon runs its own etcd member.

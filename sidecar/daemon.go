@@ -37,11 +37,12 @@ type Daemon struct {
 	streams        chan struct{} // one element per open API stream, at most maxStreams
 	metricsHandler http.Handler
 
-	reg       atomic.Pointer[registry.Registrar]     // set once etcd is up, if a service is configured
-	disc      atomic.Pointer[discovery.Cache]        // set once etcd is up
-	mirrors   atomic.Pointer[[]*configsync.Mapping]  // one per config entry, set once etcd is up
-	reloaders atomic.Pointer[[]*configsync.Reloader] // aligned with mirrors; nil entries without on_change
-	batches   batchHub                               // the mappings' batches, to /v1/config streams
+	reg           atomic.Pointer[registry.Registrar]     // set once etcd is up, if a service is configured
+	disc          atomic.Pointer[discovery.Cache]        // set once etcd is up
+	mirrors       atomic.Pointer[[]*configsync.Mapping]  // one per config entry, set once etcd is up
+	reloaders     atomic.Pointer[[]*configsync.Reloader] // aligned with mirrors; nil entries without on_change
+	batches       batchHub                               // the mappings' batches, to /v1/config streams
+	configMetrics *configCollector                       // nil without config mappings
 }
 
 // NewLogger builds the daemon's logger from the log section.
@@ -75,7 +76,8 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		d.metrics.reg.MustRegister(newRegistrationCollector(d))
 	}
 	if len(cfg.Config) > 0 {
-		d.metrics.reg.MustRegister(newConfigCollector(d))
+		d.configMetrics = newConfigCollector(d)
+		d.metrics.reg.MustRegister(d.configMetrics)
 	}
 	d.metricsHandler = d.promHandler()
 	return d, nil
@@ -309,11 +311,15 @@ func (d *Daemon) newMirrors(cli *clientv3.Client) ([]*configsync.Mapping, []*con
 		if err != nil {
 			return nil, nil, fmt.Errorf("sidecar: config[%d].on_change: %w", i, err)
 		}
-		mc.Logger, mc.OnBatch = d.log, d.batches.publish
-		reloaders = append(reloaders, r) // nil without on_change: indexes stay aligned
-		if r != nil {
-			mc.OnBatch = func(b configsync.Batch) { d.batches.publish(b); r.Notify() }
+		mc.Logger = d.log
+		mc.OnBatch = func(b configsync.Batch) {
+			d.configMetrics.observe(b)
+			d.batches.publish(b)
+			if r != nil {
+				r.Notify()
+			}
 		}
+		reloaders = append(reloaders, r) // nil without on_change: indexes stay aligned
 		m, err := configsync.New(cli, mc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sidecar: config mapping: %w", err)

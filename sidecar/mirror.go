@@ -11,14 +11,13 @@ import (
 )
 
 // MappingConfigs maps the config section onto configsync's Configs
-// (without OnBatch, which the daemon sets).
+// (without Logger and OnBatch, which the daemon sets). Call it on a
+// validated Config.
 func (c *Config) MappingConfigs() []configsync.Config {
 	out := make([]configsync.Config, len(c.Config))
 	for i, m := range c.Config {
-		mode, _ := parseMode(m.FileMode) // validated in New
-		out[i] = configsync.Config{
-			Prefix: m.Prefix, Dir: m.Dir, FileMode: mode,
-			KeepDeleted: m.OnDelete == "keep", MaxFileBytes: int64(m.MaxFileBytes),
+		if mc, _ := m.mapping(); mc != nil { // validated in New
+			out[i] = *mc
 		}
 	}
 	return out
@@ -30,8 +29,11 @@ func (c *Config) reloaderFor(i int) (*configsync.Reloader, error) {
 	if len(oc.Command) == 0 && oc.Signal == "" {
 		return nil, nil
 	}
-	sig, _ := configsync.SignalByName(oc.Signal) // validated in New
-	return configsync.NewReloader(configsync.ReloadConfig{Command: oc.Command, Signal: sig, PIDFile: oc.PIDFile, Debounce: oc.Debounce})
+	rc, err := oc.reload()
+	if err != nil {
+		return nil, err
+	}
+	return configsync.NewReloader(rc)
 }
 
 // configRoutes are the config mirroring routes.

@@ -5,7 +5,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,6 +75,13 @@ func TestConfigMirrorInDaemon(t *testing.T) {
 		}
 		return nil
 	})
+	etcdtest.Eventually(t, 5*time.Second, "lag grows while failing", func() error {
+		m := get(t, r.cli, "/metrics", http.StatusOK)
+		if lag := metricValue(m, `sidecar_config_lag_seconds{prefix="/config/app/"}`); lag < 0.5 {
+			return fmt.Errorf("lag %v, want 0.5s or more", lag)
+		}
+		return nil
+	})
 	os.Remove(blocker)
 	etcdtest.Eventually(t, 15*time.Second, "recovered by itself", func() error {
 		h, err := r.cli.Health(t.Context())
@@ -84,6 +93,23 @@ func TestConfigMirrorInDaemon(t *testing.T) {
 		}
 		return nil
 	})
+	if m := get(t, r.cli, "/metrics", http.StatusOK); metricValue(m, `sidecar_config_lag_seconds{prefix="/config/app/"}`) != 0 {
+		t.Errorf("lag after recovery: %v, want 0", metricValue(m, `sidecar_config_lag_seconds{prefix="/config/app/"}`))
+	}
+}
+
+// metricValue returns the value of the sample named series (name and
+// labels as exposed), or -1 when there is none.
+func metricValue(exposition, series string) float64 {
+	for line := range strings.Lines(exposition) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return v
+			}
+		}
+	}
+	return -1
 }
 
 // TestConfigWatchStream: /v1/config?watch=true streams each batch once it
@@ -145,9 +171,45 @@ func TestConfigReloadInDaemon(t *testing.T) {
 		`sidecar_config_files{prefix="/config/app/"} 2`,
 		`sidecar_config_writes_total{prefix="/config/app/"} 2`,
 		`sidecar_config_failing{prefix="/config/app/"} 0`,
+		`sidecar_config_lag_seconds{prefix="/config/app/"} 0`,
+		`sidecar_config_write_latency_seconds_count{prefix="/config/app/"} 2`, // both puts came through the watch
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+}
+
+// TestConfigSnapshotInDaemon: layout, owner and group reach the mapping:
+// the files appear through ..data, owned as configured.
+func TestConfigSnapshotInDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving files to another owner needs root")
+	}
+	cfg := embeddedConfig(t)
+	dir := filepath.Join(t.TempDir(), "app")
+	cfg.Config = []MappingConfig{{Prefix: "/config/app/", Dir: dir, Layout: "snapshot", Owner: "65534", Group: "65534"}}
+	startDaemon(t, cfg)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Embedded.ListenClientURLs, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(t.Context(), "/config/app/db/pool", "8"); err != nil {
+		t.Fatal(err)
+	}
+	etcdtest.Eventually(t, 5*time.Second, "file through ..data", func() error {
+		if link, err := os.Readlink(filepath.Join(dir, "db")); err != nil || link != "..data/db" {
+			return fmt.Errorf("db → %q, %v", link, err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "db", "pool"))
+		if err != nil || string(b) != "8" {
+			return fmt.Errorf("%q %v", b, err)
+		}
+		return nil
+	})
+	fi, err := os.Stat(filepath.Join(dir, "db", "pool"))
+	if st := fi.Sys().(*syscall.Stat_t); err != nil || st.Uid != 65534 || st.Gid != 65534 {
+		t.Errorf("db/pool owned by %d:%d, want 65534:65534", st.Uid, st.Gid)
 	}
 }

@@ -183,13 +183,13 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
+// validateMappings checks the config section: each mapping with
+// configsync's rules (worded in the user's terms), and the daemon's own:
+// where its directory may be, and that directories do not overlap.
 func (c *Config) validateMappings(p *problems) {
 	dirs := map[string]int{}
 	for i, m := range c.Config {
 		f := fmt.Sprintf("config[%d]", i)
-		if m.Prefix == "" {
-			p.add(f+".prefix", m.Prefix, "want a non-empty etcd key prefix such as /config/orders/")
-		}
 		validateMappingDir(p, f+".dir", m.Dir, c.DataDir)
 		if abs, err := filepath.Abs(m.Dir); err == nil && m.Dir != "" {
 			for other, j := range dirs {
@@ -199,25 +199,88 @@ func (c *Config) validateMappings(p *problems) {
 			}
 			dirs[abs] = i
 		}
-		switch {
-		case m.Layout == "snapshot":
-			p.add(f+".layout", m.Layout, "the snapshot layout is not supported yet: use files")
-		case m.Layout != "files":
-			p.add(f+".layout", m.Layout, "want files or snapshot")
+		mc, errs := m.mapping()
+		if mc != nil {
+			errs = append(errs, unjoin(mc.Validate())...)
 		}
-		if mode, err := parseMode(m.FileMode); err != nil {
-			p.add(f+".file_mode", m.FileMode, err.Error())
-		} else if mode&0o600 != 0o600 && mode&0o400 == 0 {
-			p.add(f+".file_mode", m.FileMode, "the owner must be able to read the files")
+		if rc, err := m.OnChange.reload(); err != nil {
+			errs = append(errs, err)
+		} else {
+			errs = append(errs, unjoin(rc.Validate())...)
 		}
-		if !oneOf(m.OnDelete, "remove", "keep") {
-			p.add(f+".on_delete", m.OnDelete, "want remove or keep")
+		for _, err := range errs {
+			m.addProblem(p, f, err)
 		}
-		if m.MaxFileBytes <= 0 {
-			p.add(f+".max_file_bytes", int64(m.MaxFileBytes), "want a positive size such as 1MiB")
-		}
-		validateOnChange(p, f+".on_change", m.OnChange)
 	}
+}
+
+// mappingFields maps configsync's field names to the keys of a mapping.
+var mappingFields = map[string]string{
+	"Prefix": "prefix", "Dir": "dir", "Layout": "layout", "FileMode": "file_mode",
+	"Owner": "owner", "Group": "group", "OnDelete": "on_delete", "MaxFileBytes": "max_file_bytes",
+	"Command": "on_change.command", "Signal": "on_change.signal", "PIDFile": "on_change.pid_file",
+	"Debounce": "on_change.debounce", "Timeout": "on_change.timeout",
+}
+
+// addProblem words one problem of mapping f (config[i]) in the user's
+// terms: the key they wrote, the value as they wrote it.
+func (m MappingConfig) addProblem(p *problems, f string, err error) {
+	var fe *configsync.FieldError
+	if !errors.As(err, &fe) {
+		*p = append(*p, fmt.Errorf("%s: %w", f, err))
+		return
+	}
+	key, ok := mappingFields[fe.Field]
+	if !ok { // a rule newer than this table
+		key = strings.ToLower(fe.Field)
+	}
+	value := fe.Value
+	switch fe.Field {
+	case "Dir":
+		return // validateMappingDir words it
+	case "Prefix":
+		value = show(m.Prefix)
+	case "FileMode":
+		value = show(m.FileMode)
+	case "MaxFileBytes":
+		value = m.MaxFileBytes.String()
+	}
+	p.addText(f+"."+key, value, fe.Reason)
+}
+
+// mapping is the configsync Config of the mapping (without Logger and
+// OnBatch), or nil with the problems that keep it from being built.
+func (m MappingConfig) mapping() (*configsync.Config, []error) {
+	var errs []error
+	mode, err := parseMode(m.FileMode)
+	if err != nil {
+		errs = append(errs, &configsync.FieldError{Field: "FileMode", Reason: err.Error()})
+	}
+	owner, err := configsync.LookupOwner(m.Owner, m.Group)
+	if err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return &configsync.Config{
+		Prefix: m.Prefix, Dir: m.Dir, Layout: configsync.Layout(m.Layout), FileMode: mode, Owner: owner,
+		OnDelete: configsync.OnDelete(m.OnDelete), MaxFileBytes: int64(m.MaxFileBytes),
+	}, nil
+}
+
+// reload is configsync's ReloadConfig of on_change, or a problem with the
+// signal name.
+func (oc OnChangeConfig) reload() (configsync.ReloadConfig, error) {
+	rc := configsync.ReloadConfig{Command: oc.Command, PIDFile: oc.PIDFile, Debounce: oc.Debounce}
+	if oc.Signal != "" {
+		sig, ok := configsync.SignalByName(oc.Signal)
+		if !ok {
+			return rc, &configsync.FieldError{Field: "Signal", Value: show(oc.Signal), Reason: "want a signal name such as HUP, SIGHUP, USR1, TERM"}
+		}
+		rc.Signal = sig
+	}
+	return rc, nil
 }
 
 // within reports whether path is dir or below it.
@@ -253,26 +316,6 @@ func validateMappingDir(p *problems, field, dir, dataDir string) {
 		p.add(field, dir, fmt.Sprintf("is a symlink to %q: give the real directory", target))
 	case !fi.IsDir():
 		p.add(field, dir, "exists and is not a directory")
-	}
-}
-
-func validateOnChange(p *problems, f string, oc OnChangeConfig) {
-	if len(oc.Command) > 0 && oc.Command[0] == "" {
-		p.add(f+".command", oc.Command, "want an argv whose first element is the program")
-	}
-	if oc.Signal != "" {
-		if _, ok := configsync.SignalByName(oc.Signal); !ok {
-			p.add(f+".signal", oc.Signal, "want a signal name such as HUP, SIGHUP, USR1, TERM")
-		}
-		if oc.PIDFile == "" {
-			p.add(f+".pid_file", oc.PIDFile, "want the path of the file holding the pid to signal (required with signal)")
-		}
-	}
-	if oc.PIDFile != "" && oc.Signal == "" {
-		p.add(f+".signal", oc.Signal, "want a signal name to send to the pid in pid_file")
-	}
-	if oc.Debounce < 0 {
-		p.add(f+".debounce", oc.Debounce, "want 0 or more")
 	}
 }
 

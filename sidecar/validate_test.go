@@ -56,7 +56,13 @@ func TestValidateMessages(t *testing.T) {
 		{"coordination ttl", func(c *Config) { c.Coordination.TTL = 500 * time.Millisecond }, []string{"coordination.ttl: 500ms: want at least 2s"}},
 		{"layout", mapping(func(m *MappingConfig) { m.Layout = "tree" }), []string{`config[0].layout: "tree": want files or snapshot`}},
 		{"file mode", mapping(func(m *MappingConfig) { m.FileMode = "rw" }), []string{`config[0].file_mode: "rw": want an octal permission`}},
-		{"snapshot layout not yet", mapping(func(m *MappingConfig) { m.Layout = "snapshot" }), []string{`config[0].layout: "snapshot": the snapshot layout is not supported yet`}},
+		{"file mode unreadable", mapping(func(m *MappingConfig) { m.FileMode = "0200" }), []string{`config[0].file_mode: "0200": the owner must be able to read the files`}},
+		{"unknown owner and group", mapping(func(m *MappingConfig) { m.Owner = "no-such-user-x"; m.Group = "no-such-group-x" }), []string{
+			`config[0].owner: "no-such-user-x": want a user name or uid: no such name on this machine`,
+			`config[0].group: "no-such-group-x": want a group name or gid: no such name on this machine`}},
+		{"command and signal", mapping(func(m *MappingConfig) {
+			m.OnChange = OnChangeConfig{Command: []string{"true"}, Signal: "HUP", PIDFile: "/run/app.pid"}
+		}), []string{"config[0].on_change.command: want a command or a signal, not both"}},
 		{"on delete", mapping(func(m *MappingConfig) { m.OnDelete = "trash" }), []string{`config[0].on_delete: "trash": want remove or keep`}},
 		{"empty prefix", mapping(func(m *MappingConfig) { m.Prefix = "" }), []string{`config[0].prefix: "": want a non-empty etcd key prefix`}},
 		{"dir is a symlink", mapping(func(m *MappingConfig) { m.Dir = link }), []string{`config[0].dir: "` + link + `": is a symlink to "` + realDir + `"`}},
