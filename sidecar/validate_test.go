@@ -37,48 +37,12 @@ func TestValidateOK(t *testing.T) {
 
 func TestValidateMessages(t *testing.T) {
 	tmp := t.TempDir()
-	realDir := filepath.Join(tmp, "real")
-	os.Mkdir(realDir, 0o755)
-	link := filepath.Join(tmp, "link")
-	os.Symlink(realDir, link)
 	file := filepath.Join(tmp, "afile")
 	os.WriteFile(file, nil, 0o600)
-	mapping := func(mod func(*MappingConfig)) func(*Config) {
-		return func(c *Config) {
-			m := MappingConfig{Prefix: "/config/a/", Dir: filepath.Join(tmp, "m")}
-			mod(&m)
-			c.Config = append(c.Config, m)
-		}
-	}
 	tests := []messageCase{
 		{"bad node name", func(c *Config) { c.Name = "-x" }, []string{`name: "-x": want letters`}},
 		{"namespace", func(c *Config) { c.Etcd.Namespace = "sidecar/" }, []string{`etcd.namespace: "sidecar/": want a key prefix starting with '/'`}},
 		{"coordination ttl", func(c *Config) { c.Coordination.TTL = 500 * time.Millisecond }, []string{"coordination.ttl: 500ms: want at least 2s"}},
-		{"layout", mapping(func(m *MappingConfig) { m.Layout = "tree" }), []string{`config[0].layout: "tree": want files or snapshot`}},
-		{"file mode", mapping(func(m *MappingConfig) { m.FileMode = "rw" }), []string{`config[0].file_mode: "rw": want an octal permission`}},
-		{"file mode unreadable", mapping(func(m *MappingConfig) { m.FileMode = "0200" }), []string{`config[0].file_mode: "0200": the owner must be able to read the files`}},
-		{"unknown owner and group", mapping(func(m *MappingConfig) { m.Owner = "no-such-user-x"; m.Group = "no-such-group-x" }), []string{
-			`config[0].owner: "no-such-user-x": want a user name or uid: no such name on this machine`,
-			`config[0].group: "no-such-group-x": want a group name or gid: no such name on this machine`}},
-		{"command and signal", mapping(func(m *MappingConfig) {
-			m.OnChange = OnChangeConfig{Command: []string{"true"}, Signal: "HUP", PIDFile: "/run/app.pid"}
-		}), []string{"config[0].on_change.command: want a command or a signal, not both"}},
-		{"on delete", mapping(func(m *MappingConfig) { m.OnDelete = "trash" }), []string{`config[0].on_delete: "trash": want remove or keep`}},
-		{"empty prefix", mapping(func(m *MappingConfig) { m.Prefix = "" }), []string{`config[0].prefix: "": want a non-empty etcd key prefix`}},
-		{"dir is a symlink", mapping(func(m *MappingConfig) { m.Dir = link }), []string{`config[0].dir: "` + link + `": is a symlink to "` + realDir + `"`}},
-		{"dir is a file", mapping(func(m *MappingConfig) { m.Dir = file }), []string{"exists and is not a directory"}},
-		{"dir inside data_dir", func(c *Config) {
-			c.Config = []MappingConfig{{Prefix: "/a/", Dir: filepath.Join(c.DataDir, "cfg")}}
-		}, []string{"config[0].dir: ", "overlaps data_dir"}},
-		{"overlapping dirs", func(c *Config) {
-			c.Config = []MappingConfig{{Prefix: "/a/", Dir: filepath.Join(tmp, "x")}, {Prefix: "/b/", Dir: filepath.Join(tmp, "x", "y")}}
-		}, []string{"config[1].dir: ", "overlaps config[0].dir"}},
-		{"relative dir overlapping absolute", func(c *Config) {
-			wd, _ := os.Getwd()
-			c.Config = []MappingConfig{{Prefix: "/a/", Dir: "cfg"}, {Prefix: "/b/", Dir: filepath.Join(wd, "cfg")}}
-		}, []string{"config[1].dir: ", "overlaps config[0].dir"}},
-		{"signal", mapping(func(m *MappingConfig) { m.OnChange.Signal = "BOGUS"; m.OnChange.PIDFile = "/run/app.pid" }), []string{`config[0].on_change.signal: "BOGUS": want a signal name`}},
-		{"signal without pid file", mapping(func(m *MappingConfig) { m.OnChange.Signal = "SIGHUP" }), []string{"config[0].on_change.pid_file: "}},
 		{"socket mode", func(c *Config) { c.API.SocketMode = "0440" }, []string{`api.socket_mode: "0440": the owner needs read and write`}},
 		{"socket path too long", func(c *Config) { c.API.Socket = "/" + strings.Repeat("a", 120) }, []string{"api.socket: ", "too long for a unix socket"}},
 		{"api http", func(c *Config) { c.API.HTTP = "9090" }, []string{`api.http: "9090": want host:port`}},
@@ -94,6 +58,53 @@ func TestValidateMessages(t *testing.T) {
 			c.Coordination.TTL = time.Second
 			c.API.HTTP = "x"
 		}, []string{"log.level", "coordination.ttl", "api.http"}},
+	}
+	checkMessages(t, tests)
+}
+
+// TestValidateMappingMessages: the config section's problems, one line
+// each, in the keys the user wrote.
+func TestValidateMappingMessages(t *testing.T) {
+	tmp := t.TempDir()
+	realDir := filepath.Join(tmp, "real")
+	os.Mkdir(realDir, 0o755)
+	link := filepath.Join(tmp, "link")
+	os.Symlink(realDir, link)
+	file := filepath.Join(tmp, "afile")
+	os.WriteFile(file, nil, 0o600)
+	mapping := func(mod func(*MappingConfig)) func(*Config) {
+		return func(c *Config) {
+			m := MappingConfig{Prefix: "/config/a/", Dir: filepath.Join(tmp, "m")}
+			mod(&m)
+			c.Config = append(c.Config, m)
+		}
+	}
+	tests := []messageCase{
+		{"dir is a file", mapping(func(m *MappingConfig) { m.Dir = file }), []string{"exists and is not a directory"}},
+		{"layout", mapping(func(m *MappingConfig) { m.Layout = "tree" }), []string{`config[0].layout: "tree": want files or snapshot`}},
+		{"file mode", mapping(func(m *MappingConfig) { m.FileMode = "rw" }), []string{`config[0].file_mode: "rw": want an octal permission`}},
+		{"file mode unreadable", mapping(func(m *MappingConfig) { m.FileMode = "0200" }), []string{`config[0].file_mode: "0200": the owner must be able to read the files`}},
+		{"unknown owner and group", mapping(func(m *MappingConfig) { m.Owner = "no-such-user-x"; m.Group = "no-such-group-x" }), []string{
+			`config[0].owner: "no-such-user-x": want a user name or uid: no such name on this machine`,
+			`config[0].group: "no-such-group-x": want a group name or gid: no such name on this machine`}},
+		{"command and signal", mapping(func(m *MappingConfig) {
+			m.OnChange = OnChangeConfig{Command: []string{"true"}, Signal: "HUP", PIDFile: "/run/app.pid"}
+		}), []string{"config[0].on_change.command: want a command or a signal, not both"}},
+		{"on delete", mapping(func(m *MappingConfig) { m.OnDelete = "trash" }), []string{`config[0].on_delete: "trash": want remove or keep`}},
+		{"empty prefix", mapping(func(m *MappingConfig) { m.Prefix = "" }), []string{`config[0].prefix: "": want a non-empty etcd key prefix`}},
+		{"dir is a symlink", mapping(func(m *MappingConfig) { m.Dir = link }), []string{`config[0].dir: "` + link + `": is a symlink to "` + realDir + `"`}},
+		{"dir inside data_dir", func(c *Config) {
+			c.Config = []MappingConfig{{Prefix: "/a/", Dir: filepath.Join(c.DataDir, "cfg")}}
+		}, []string{"config[0].dir: ", "overlaps data_dir"}},
+		{"overlapping dirs", func(c *Config) {
+			c.Config = []MappingConfig{{Prefix: "/a/", Dir: filepath.Join(tmp, "x")}, {Prefix: "/b/", Dir: filepath.Join(tmp, "x", "y")}}
+		}, []string{"config[1].dir: ", "overlaps config[0].dir"}},
+		{"relative dir overlapping absolute", func(c *Config) {
+			wd, _ := os.Getwd()
+			c.Config = []MappingConfig{{Prefix: "/a/", Dir: "cfg"}, {Prefix: "/b/", Dir: filepath.Join(wd, "cfg")}}
+		}, []string{"config[1].dir: ", "overlaps config[0].dir"}},
+		{"signal", mapping(func(m *MappingConfig) { m.OnChange.Signal = "BOGUS"; m.OnChange.PIDFile = "/run/app.pid" }), []string{`config[0].on_change.signal: "BOGUS": want a signal name`}},
+		{"signal without pid file", mapping(func(m *MappingConfig) { m.OnChange.Signal = "SIGHUP" }), []string{"config[0].on_change.pid_file: "}},
 	}
 	checkMessages(t, tests)
 }
