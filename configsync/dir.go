@@ -30,6 +30,7 @@ type Dir struct {
 	root     *os.Root
 	mode     fs.FileMode
 	uid, gid int
+	batch    *dirBatch // between Begin and Commit; nil otherwise
 }
 
 // OpenDir opens the directory at path for the files layout, creating it
@@ -138,9 +139,13 @@ func (d *Dir) Write(rel string, data []byte) (changed bool, err error) {
 	if err := d.root.MkdirAll(parent, 0o755); err != nil {
 		return false, wrap("write", rel, err)
 	}
-	tmp, err := d.writeTemp(parent, data, true)
+	tmp, err := d.writeTemp(parent, data, d.batch == nil)
 	if err != nil {
 		return false, wrap("write", rel, err)
+	}
+	if d.batch != nil {
+		d.batch.renames = append(d.batch.renames, staged{tmp: tmp, rel: rel})
+		return true, nil
 	}
 	if err := d.root.Rename(tmp, rel); err != nil {
 		d.root.Remove(tmp)
@@ -227,7 +232,11 @@ func (d *Dir) Remove(rel string) (removed bool, err error) {
 		return false, fmt.Errorf("configsync: remove %q: %w: %w", rel, ErrRefused, err)
 	}
 	removed, kept, err := d.remove(rel, ".")
-	if err == nil && kept != "" {
+	switch {
+	case err != nil || kept == "":
+	case d.batch != nil:
+		d.batch.dirs[kept] = struct{}{}
+	default:
 		err = wrap("remove", rel, d.syncDir(kept)) // durable, as a write is
 	}
 	return removed, err
@@ -318,13 +327,3 @@ func wrap(op, rel string, err error) error {
 	}
 	return fmt.Errorf("configsync: %s %q: %w", op, rel, err)
 }
-
-// Begin, Commit and Abort make a Dir a store: in the files layout each
-// Write and Remove is on disk, and visible, when it returns.
-func (d *Dir) Begin() error { return nil }
-
-// Commit does nothing: see Begin.
-func (d *Dir) Commit() error { return nil }
-
-// Abort does nothing: see Begin.
-func (d *Dir) Abort() {}

@@ -301,3 +301,39 @@ func TestFiles(t *testing.T) {
 		t.Errorf("Files() = %q, %v; want %q", files, err, want)
 	}
 }
+
+// TestDirBatch: between Begin and Commit writes are staged, unseen; Commit
+// puts them all in place, and a write that fails does not hold back the
+// others; Abort drops what is staged.
+func TestDirBatch(t *testing.T) {
+	dir := t.TempDir()
+	d := openDir(t, dir, 0o644, -1, -1)
+	mustWrite(t, d, "blocker", "a file", true)
+	if err := d.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, d, "a", "A", true)
+	mustWrite(t, d, "sub/b", "B", true)
+	if _, err := d.Write("blocker/c", []byte("C")); err == nil {
+		t.Error("a write under a file succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "a")); !os.IsNotExist(err) {
+		t.Errorf("a staged write is visible before Commit: %v", err)
+	}
+	if err := d.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, filepath.Join(dir, "a"), "A", 0o644)
+	assertFile(t, filepath.Join(dir, "sub", "b"), "B", 0o644)
+	assertNoTemps(t, dir)
+
+	d.Begin()
+	mustWrite(t, d, "a", "A2", true)
+	mustWrite(t, d, "d", "D", true)
+	d.Abort()
+	assertFile(t, filepath.Join(dir, "a"), "A", 0o644)
+	if _, err := os.Stat(filepath.Join(dir, "d")); !os.IsNotExist(err) {
+		t.Errorf("an aborted write is there: %v", err)
+	}
+	assertNoTemps(t, dir)
+}

@@ -160,11 +160,14 @@ func (m *Mapping) sync(ctx context.Context, d store) (int64, error) {
 	}
 	var b builder
 	rev, err := m.list(ctx, d, &b)
-	if err == nil {
-		err = d.Commit()
-	}
 	if err != nil {
-		d.Abort()
+		d.Abort() // a partial list is not etcd's state
+		return 0, err
+	}
+	if b.err == nil {
+		m.prune(d, &b)
+	}
+	if err := cmp.Or(b.err, d.Commit()); err != nil {
 		return 0, err
 	}
 	m.synced(rev)
@@ -173,50 +176,42 @@ func (m *Mapping) sync(ctx context.Context, d store) (int64, error) {
 	return rev, nil
 }
 
-// list writes every key of the prefix at one revision, then removes the
-// files that are not mirrored keys; it returns the revision, and notes
-// what changed in b.
+// list writes every key of the prefix at one revision, noting what
+// changed, and the first write that failed, in b; it returns the revision,
+// or why etcd could not be read.
 func (m *Mapping) list(ctx context.Context, d store, b *builder) (int64, error) {
 	r := etcdpage.Reader{Client: m.cli, PageSize: pageSize, Timeout: requestTimeout}
-	var failed error // the first write that failed; the others are still written
 	rev, err := r.Prefix(ctx, m.cfg.Prefix, 0, nil, func(kvs []*mvccpb.KeyValue) (string, error) {
 		for _, kv := range kvs {
 			b.note(m.put(d, kv))
-			failed = cmp.Or(failed, b.err)
 		}
 		return "", nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("configsync: list %q: %w", m.cfg.Prefix, err)
 	}
-	if failed != nil {
-		return 0, failed
-	}
-	return rev, m.prune(d, b)
+	return rev, nil
 }
 
 // prune removes the files of the directory that are not mirrored keys,
-// noting them in b.
-func (m *Mapping) prune(d store, b *builder) error {
+// noting them, and a failure, in b.
+func (m *Mapping) prune(d store, b *builder) {
 	if m.cfg.OnDelete == OnDeleteKeep {
-		return nil
+		return
 	}
 	have, err := d.Files()
 	if err != nil {
-		return err
+		b.fail(err)
+		return
 	}
 	for _, rel := range have {
 		_, mirrored := m.files[rel]
 		_, kept := m.kept[rel]
-		if mirrored || kept {
-			continue
-		}
-		removed, err := d.Remove(rel)
-		if b.noteDelete(rel, removed, err); err != nil {
-			return err
+		if !mirrored && !kept {
+			removed, err := d.Remove(rel)
+			b.noteDelete(rel, removed, err)
 		}
 	}
-	return nil
 }
 
 // follow watches from rev+1 and applies the responses as they come,
@@ -224,10 +219,13 @@ func (m *Mapping) prune(d store, b *builder) error {
 // write fails, or ctx ends.
 func (m *Mapping) follow(ctx context.Context, d store, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	wch := m.cli.Watch(wctx, m.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	in := startInbox(m.cli.Watch(wctx, m.cfg.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1)), rev)
+	defer func() {
+		cancel()
+		<-in.done
+	}()
 	for {
-		evs, arrived, err := receive(ctx, wch, rev)
+		evs, arrived, err := in.take(ctx)
 		if err != nil {
 			return err
 		}
@@ -237,35 +235,27 @@ func (m *Mapping) follow(ctx context.Context, d store, rev int64) error {
 		}
 		rev = evs[len(evs)-1].Kv.ModRevision
 		m.synced(rev)
+		m.log.Debug("config batch on disk", "rev", rev, "events", len(evs), "written", b.writes, "removed", b.removals, "took", time.Since(arrived))
 		m.publish(&b, rev, arrived)
 	}
 }
 
 // apply writes or removes the file of each event, in order, as one batch,
-// noting what changed on disk in b. In the files layout a failure does
-// not stop the others; the first is returned, and the next session lists
-// and diffs again. In the snapshot layout a failure drops the whole batch.
-func (m *Mapping) apply(d store, evs []*clientv3.Event, b *builder) (failed error) {
+// noting what changed on disk in b, and returns the first failure. What
+// a failure does to the rest of the batch is the layout's to say (see
+// Dir.Commit and Snapshot.Commit); the next session lists and diffs again.
+func (m *Mapping) apply(d store, evs []*clientv3.Event, b *builder) error {
 	if err := d.Begin(); err != nil {
 		return err
 	}
-	defer func() {
-		if failed != nil {
-			d.Abort()
-		}
-	}()
 	for _, ev := range evs {
 		if ev.Type == clientv3.EventTypePut {
 			b.note(m.put(d, ev.Kv))
 		} else {
 			b.noteDelete(m.delete(d, string(ev.Kv.Key)))
 		}
-		failed = cmp.Or(failed, b.err)
 	}
-	if failed == nil {
-		failed = d.Commit()
-	}
-	return failed
+	return cmp.Or(b.err, d.Commit())
 }
 
 // put mirrors one key: it writes the file when the key maps to a path and

@@ -1,6 +1,7 @@
 package configsync
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,8 +12,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // Names of the snapshot layout, all starting with reserved.
@@ -43,6 +42,7 @@ type Snapshot struct {
 	next  string   // the payload of the batch being built; "" outside one
 	dirty bool     // the batch changed a file
 	wrote []string // files the batch wrote, to be synced by Commit
+	fault error    // the first Write or Remove of the batch that failed
 }
 
 // OpenSnapshot opens the directory at path for the snapshot layout, as
@@ -120,7 +120,7 @@ func (s *Snapshot) Begin() error {
 	if err := s.mkdir(name); err != nil {
 		return fmt.Errorf("configsync: snapshot: %w", err)
 	}
-	s.next, s.dirty, s.wrote = name, false, s.wrote[:0]
+	s.next, s.dirty, s.wrote, s.fault = name, false, s.wrote[:0], nil
 	if s.cur == "" {
 		return nil
 	}
@@ -163,23 +163,32 @@ func (s *Snapshot) Write(rel string, data []byte) (changed bool, err error) {
 	if err := s.inBatch("write", rel); err != nil {
 		return false, err
 	}
-	p := path.Join(s.next, rel)
+	changed, err = s.write(path.Join(s.next, rel), data)
+	if err != nil {
+		err = wrap("write", rel, err)
+		s.fault = cmp.Or(s.fault, err)
+	}
+	return changed, err
+}
+
+// write makes the file p of the payload hold data: a new file, never the
+// old one, which may be a hard link into the visible snapshot.
+func (s *Snapshot) write(p string, data []byte) (changed bool, err error) {
 	same, err := s.d.holds(p, data)
 	if err != nil || same {
-		return false, wrap("write", rel, err)
+		return false, err
 	}
 	parent := path.Dir(p)
 	if err := s.d.root.MkdirAll(parent, 0o755); err != nil {
-		return false, wrap("write", rel, err)
+		return false, err
 	}
 	tmp, err := s.d.writeTemp(parent, data, false) // Commit syncs the batch
-	if err == nil {
-		if err = s.d.root.Rename(tmp, p); err != nil {
-			s.d.root.Remove(tmp)
-		}
-	}
 	if err != nil {
-		return false, wrap("write", rel, err)
+		return false, err
+	}
+	if err := s.d.root.Rename(tmp, p); err != nil {
+		s.d.root.Remove(tmp)
+		return false, err
 	}
 	s.dirty = true
 	s.wrote = append(s.wrote, p)
@@ -194,6 +203,7 @@ func (s *Snapshot) Remove(rel string) (removed bool, err error) {
 	}
 	removed, _, err = s.d.remove(rel, s.next) // Commit syncs the batch
 	s.dirty = s.dirty || removed
+	s.fault = cmp.Or(s.fault, err)
 	return removed, err
 }
 
@@ -226,10 +236,16 @@ func (s *Snapshot) Files() ([]string, error) {
 // its new top-level names into "..data", renames a new "..data" over the
 // old, syncs the directory, and then removes the names the batch no
 // longer has and the previous payload. A batch that changed nothing is
-// dropped; the top-level names are still checked.
+// dropped; the top-level names are still checked. A batch in which a
+// Write or Remove failed is dropped whole, and Commit returns that
+// failure: the snapshot stays as it was.
 func (s *Snapshot) Commit() error {
 	if s.next == "" {
 		return errors.New("configsync: snapshot: commit: no batch begun")
+	}
+	if err := s.fault; err != nil {
+		s.Abort()
+		return fmt.Errorf("configsync: snapshot: batch dropped: %w", err)
 	}
 	if !s.dirty && s.cur != "" {
 		s.Abort()
@@ -284,13 +300,10 @@ func (s *Snapshot) swap() error {
 	return s.d.syncDir(".")
 }
 
-// syncParallel bounds the fsyncs Commit runs at once: the file system
-// commits concurrent ones together, so a batch of a thousand files costs
-// a few journal commits, not a thousand.
-const syncParallel = 16
-
 // syncPayload fsyncs the files the batch wrote and every directory of its
-// payload (which hold the new names and the hard links), concurrently.
+// payload (which hold the new names and the hard links), concurrently:
+// the file system commits concurrent fsyncs together, so a batch of a
+// thousand files costs a few journal commits, not a thousand.
 func (s *Snapshot) syncPayload() error {
 	names := slices.Clone(s.wrote)
 	err := fs.WalkDir(s.d.root.FS(), s.next, func(p string, e fs.DirEntry, err error) error {
@@ -302,12 +315,7 @@ func (s *Snapshot) syncPayload() error {
 	if err != nil {
 		return err
 	}
-	var g errgroup.Group
-	g.SetLimit(syncParallel)
-	for _, name := range names {
-		g.Go(func() error { return s.d.syncDir(name) })
-	}
-	return g.Wait()
+	return parallel(len(names), func(i int) error { return s.d.syncDir(names[i]) })
 }
 
 // link makes the top-level names of the directory the links of payload's
