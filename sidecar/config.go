@@ -115,6 +115,7 @@ type OnChangeConfig struct {
 	Signal   string        `mapstructure:"signal"`
 	PIDFile  string        `mapstructure:"pid_file"`
 	Debounce time.Duration `mapstructure:"debounce"`
+	Timeout  time.Duration `mapstructure:"timeout"` // of the command; 0 = configsync.DefaultReloadTimeout
 }
 
 // APIConfig configures the local API.

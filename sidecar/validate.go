@@ -272,7 +272,7 @@ func (m MappingConfig) mapping() (*configsync.Config, []error) {
 // reload is configsync's ReloadConfig of on_change, or a problem with the
 // signal name.
 func (oc OnChangeConfig) reload() (configsync.ReloadConfig, error) {
-	rc := configsync.ReloadConfig{Command: oc.Command, PIDFile: oc.PIDFile, Debounce: oc.Debounce}
+	rc := configsync.ReloadConfig{Command: oc.Command, PIDFile: oc.PIDFile, Debounce: oc.Debounce, Timeout: oc.Timeout}
 	if oc.Signal != "" {
 		sig, ok := configsync.SignalByName(oc.Signal)
 		if !ok {

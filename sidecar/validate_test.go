@@ -87,6 +87,8 @@ func TestValidateMappingMessages(t *testing.T) {
 		{"unknown owner and group", mapping(func(m *MappingConfig) { m.Owner = "no-such-user-x"; m.Group = "no-such-group-x" }), []string{
 			`config[0].owner: "no-such-user-x": want a user name or uid: no such name on this machine`,
 			`config[0].group: "no-such-group-x": want a group name or gid: no such name on this machine`}},
+		{"reload timeout", mapping(func(m *MappingConfig) { m.OnChange = OnChangeConfig{Command: []string{"true"}, Timeout: -time.Second} }),
+			[]string{"config[0].on_change.timeout: -1s: want 0 or more"}},
 		{"command and signal", mapping(func(m *MappingConfig) {
 			m.OnChange = OnChangeConfig{Command: []string{"true"}, Signal: "HUP", PIDFile: "/run/app.pid"}
 		}), []string{"config[0].on_change.command: want a command or a signal, not both"}},
