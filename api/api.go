@@ -106,6 +106,12 @@ type ConfigMapping struct {
 	Files     int    `json:"files"`
 	Rejected  int64  `json:"rejected"`
 	LastError string `json:"last_error"`
+	Layout    string `json:"layout"`
+	// LagS is how long the directory may have been behind etcd, in
+	// seconds: 0 while the mapping follows its watch and etcd answers;
+	// otherwise the time since it last did (a failed watch, list or
+	// write, or a silent etcd). The metric sidecar_config_lag_seconds.
+	LagS float64 `json:"lag_s"`
 }
 
 // ConfigMappings is the body of GET /v1/config.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/configsync"
@@ -44,12 +45,13 @@ func (d *Daemon) configRoutes() []route {
 // configStatus is each mapping's state, in the order of the config section.
 func (d *Daemon) configStatus() []api.ConfigMapping {
 	out := []api.ConfigMapping{}
-	ms := d.mirrors.Load()
+	ms, live, now := d.mirrors.Load(), d.etcd.live.Load(), time.Now()
 	for i, mc := range d.cfg.Config {
-		cm := api.ConfigMapping{Prefix: mc.Prefix, Dir: mc.Dir}
+		cm := api.ConfigMapping{Prefix: mc.Prefix, Dir: mc.Dir, Layout: mc.Layout}
 		if ms != nil {
 			st := (*ms)[i].Status()
 			cm.Prefix, cm.Revision, cm.Files, cm.Rejected, cm.LastError = st.Prefix, st.Revision, st.Files, int64(st.Rejected), st.LastError
+			cm.LagS = lagSeconds(st, live, now)
 		}
 		out = append(out, cm)
 	}

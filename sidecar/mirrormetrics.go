@@ -92,7 +92,7 @@ func (c *configCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.files, float64(st.Files))
 		gauge(c.rejected, float64(st.Rejected))
 		gauge(c.failing, failing)
-		gauge(c.lag, lagSeconds(st, live, now))
+		gauge(c.lag, lagSeconds(st, live, now)) // as /v1/config's lag_s
 		ch <- prometheus.MustNewConstMetric(c.writes, prometheus.CounterValue, float64(st.Writes), st.Prefix)
 		ch <- prometheus.MustNewConstMetric(c.removals, prometheus.CounterValue, float64(st.Removals), st.Prefix)
 		if r := (*rs)[i]; r != nil {

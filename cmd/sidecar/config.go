@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -69,8 +70,12 @@ func printMappings(out io.Writer, ms []api.ConfigMapping) {
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	defer w.Flush()
-	fmt.Fprintln(w, "PREFIX\tDIR\tREVISION\tFILES\tREJECTED\tLAST ERROR")
+	fmt.Fprintln(w, "PREFIX\tDIR\tLAYOUT\tREVISION\tFILES\tREJECTED\tLAG\tLAST ERROR")
 	for _, m := range ms {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", m.Prefix, m.Dir, m.Revision, m.Files, m.Rejected, m.LastError)
+		lag := "0s"
+		if m.LagS > 0 {
+			lag = (time.Duration(m.LagS * float64(time.Second))).Round(100 * time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", m.Prefix, m.Dir, m.Layout, m.Revision, m.Files, m.Rejected, lag, m.LastError)
 	}
 }

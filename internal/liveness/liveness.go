@@ -192,17 +192,35 @@ func (m *Monitor) set(up bool, reason string) {
 	}
 }
 
-// watchdog declares etcd down when no answer arrived for Silence.
+// watchdog declares etcd down when no answer arrived for Silence. Time
+// the process itself did not run (SIGSTOP, a suspended VM) is not etcd's
+// silence: the monotonic clock runs on meanwhile, so when the watchdog
+// finds its own ticks late by more than an Interval it gives etcd one
+// more Interval to answer the probe that resumes with the process.
 func (m *Monitor) watchdog(ctx context.Context) {
 	t := time.NewTimer(m.cfg.Silence)
 	defer t.Stop()
+	tick := time.NewTicker(m.cfg.Interval / 2)
+	defer tick.Stop()
+	lastTick := time.Now()
+	paused := func(now time.Time) bool { return now.Sub(lastTick) > m.cfg.Interval+m.cfg.Interval/2 }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.answered:
 			t.Reset(m.cfg.Silence)
-		case <-t.C:
+		case now := <-tick.C:
+			if paused(now) {
+				t.Reset(m.cfg.Interval)
+			}
+			lastTick = now
+		case now := <-t.C:
+			if paused(now) {
+				lastTick = now
+				t.Reset(m.cfg.Interval)
+				continue
+			}
 			m.down(fmt.Sprintf("no answer from etcd for %s", m.cfg.Silence))
 			t.Reset(m.cfg.Interval) // say it again with the newest reason, cheaply
 		}
