@@ -145,6 +145,9 @@ func (d *Dir) Write(rel string, data []byte) (changed bool, err error) {
 	}
 	if d.batch != nil {
 		d.batch.renames = append(d.batch.renames, staged{tmp: tmp, rel: rel})
+		if len(d.batch.renames) >= maxStaged {
+			return true, d.flush() // bounded: a batch of the files layout need not appear at once
+		}
 		return true, nil
 	}
 	if err := d.root.Rename(tmp, rel); err != nil {
@@ -197,7 +200,7 @@ func (d *Dir) writeTemp(dir string, data []byte, sync bool) (name string, err er
 	}()
 	_, err = f.Write(data)
 	if err == nil {
-		err = f.Chmod(d.mode) // the umask narrowed the mode given to OpenFile
+		err = d.fixMode(f)
 	}
 	if err == nil && (d.uid >= 0 || d.gid >= 0) {
 		err = f.Chown(d.uid, d.gid)
@@ -209,6 +212,16 @@ func (d *Dir) writeTemp(dir string, data []byte, sync bool) (name string, err er
 		err = cerr
 	}
 	return name, err
+}
+
+// fixMode gives f exactly the Dir's mode, which the umask may have
+// narrowed at creation; a stat tells, and costs no journal entry when it
+// is right already.
+func (d *Dir) fixMode(f *os.File) error {
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm() == d.mode {
+		return nil
+	}
+	return f.Chmod(d.mode)
 }
 
 // syncDir fsyncs the directory (or file) name.

@@ -301,9 +301,8 @@ func (s *Snapshot) swap() error {
 }
 
 // syncPayload fsyncs the files the batch wrote and every directory of its
-// payload (which hold the new names and the hard links), concurrently:
-// the file system commits concurrent fsyncs together, so a batch of a
-// thousand files costs a few journal commits, not a thousand.
+// payload (which hold the new names and the hard links), concurrently —
+// or, when they are many, syncs the file system once (see syncfsAbove).
 func (s *Snapshot) syncPayload() error {
 	names := slices.Clone(s.wrote)
 	err := fs.WalkDir(s.d.root.FS(), s.next, func(p string, e fs.DirEntry, err error) error {
@@ -314,6 +313,9 @@ func (s *Snapshot) syncPayload() error {
 	})
 	if err != nil {
 		return err
+	}
+	if len(names) > syncfsAbove {
+		return s.d.syncFS()
 	}
 	return parallel(len(names), func(i int) error { return s.d.syncDir(names[i]) })
 }
