@@ -187,14 +187,7 @@ type arrivals struct {
 }
 
 func watchArrivals(b *testing.B, dir string) *arrivals {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { w.Close() })
-	if err := w.Add(dir); err != nil {
-		b.Fatal(err)
-	}
+	w := watchDir(b, dir)
 	a := &arrivals{dir: dir, at: map[string]time.Time{}}
 	go func() {
 		for ev := range w.Events {

@@ -104,14 +104,7 @@ type arrival struct {
 }
 
 func observe(b *testing.B, dir, name string) *observer {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { w.Close() })
-	if err := w.Add(dir); err != nil {
-		b.Fatal(err)
-	}
+	w := watchDir(b, dir)
 	o := &observer{arrivals: make(chan arrival, 1024)}
 	path := filepath.Join(dir, name)
 	go func() {
@@ -150,4 +143,17 @@ func quantiles(samples []time.Duration) (p50, p99 float64) {
 		return float64(sorted[min(len(sorted)-1, int(p*float64(len(sorted))))].Microseconds()) / 1000
 	}
 	return q(0.5), q(0.99)
+}
+
+// watchDir returns an fsnotify watch of dir, closed at the end of b.
+func watchDir(b *testing.B, dir string) *fsnotify.Watcher {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Close() })
+	if err := w.Add(dir); err != nil {
+		b.Fatal(err)
+	}
+	return w
 }
