@@ -128,13 +128,22 @@ type ConfigBatch struct {
 	Deleted  []string `json:"deleted"`
 }
 
-// Hold is a lock or leadership held through this sidecar.
+// Hold is a lock or leadership held through this sidecar, in the locks
+// and elections of GET /v1/status.
 type Hold struct {
-	Name  string `json:"name"`
+	Name string `json:"name"`
+	Kind string `json:"kind"` // KindLock | KindElection
+	// Key is the holder's full etcd key; Fence its creation revision.
 	Key   string `json:"key"`
 	Fence int64  `json:"fence"`
-	PID   int    `json:"pid,omitempty"`
-	UID   int    `json:"uid,omitempty"`
+	// Value is the leader's value (elections only).
+	Value string `json:"value,omitempty"`
+	// PID and UID are the holding process, from SO_PEERCRED of its
+	// connection; absent when the connection carried no credentials.
+	PID int  `json:"pid,omitempty"`
+	UID *int `json:"uid,omitempty"`
+	// HeldSince is when the hold was acquired, RFC 3339 in UTC.
+	HeldSince string `json:"held_since"`
 }
 
 // Cluster is the body of GET /v1/cluster: members and endpoint status.
@@ -193,4 +202,51 @@ type Instance struct {
 // Weight is the body of PUT /v1/registration/weight and of its answer.
 type Weight struct {
 	Weight int `json:"weight"`
+}
+
+// Kinds of holds, in Hold.Kind.
+const (
+	KindLock     = "lock"
+	KindElection = "election"
+)
+
+// Events of a hold's stream, in HoldEvent.Event.
+const (
+	EventAcquired = "acquired" // the lock is held (POST /v1/locks/{name})
+	EventElected  = "elected"  // this caller leads (POST /v1/elections/{name})
+	EventLost     = "lost"     // the hold is gone; the stream ends after it
+)
+
+// ReasonShutdown is the Reason of the lost event that every holder gets
+// when the daemon stops.
+const ReasonShutdown = "sidecar shutting down"
+
+// HoldEvent is one line of the stream of POST /v1/locks/{name} and POST
+// /v1/elections/{name}: first EventAcquired (or EventElected), then, if
+// the hold is lost while the caller still holds it, EventLost with the
+// reason, and the end of the stream.
+type HoldEvent struct {
+	Event string `json:"event"`
+	Name  string `json:"name"`
+	// Key is the holder's full etcd key; Fence its creation revision, which
+	// only grows from holder to holder: pass it to the resource you guard.
+	Key    string `json:"key"`
+	Fence  int64  `json:"fence"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Campaign is the body of POST /v1/elections/{name}: the value the leader
+// shows to observers.
+type Campaign struct {
+	Value string `json:"value"`
+}
+
+// Leader is the body of GET /v1/elections/{name}, and each line of its
+// ?watch=true stream. Leader is null while the election has no leader
+// (only in the stream: the plain GET answers 404 then).
+type Leader struct {
+	Name   string  `json:"name"`
+	Leader *string `json:"leader"`
+	Key    string  `json:"key,omitempty"`
+	Fence  int64   `json:"fence,omitempty"`
 }

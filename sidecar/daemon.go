@@ -43,6 +43,7 @@ type Daemon struct {
 	reloaders     atomic.Pointer[[]*configsync.Reloader] // aligned with mirrors; nil entries without on_change
 	batches       batchHub                               // the mappings' batches, to /v1/config streams
 	configMetrics *configCollector                       // nil without config mappings
+	coord         *coordinator                           // locks and elections (coord.go)
 }
 
 // NewLogger builds the daemon's logger from the log section.
@@ -79,6 +80,8 @@ func New(cfg Config, log *slog.Logger) (*Daemon, error) {
 		d.configMetrics = newConfigCollector(d)
 		d.metrics.reg.MustRegister(d.configMetrics)
 	}
+	d.coord = newCoordinator(cfg, log)
+	d.metrics.reg.MustRegister(d.coord.metrics.collectors()...)
 	d.metricsHandler = d.promHandler()
 	return d, nil
 }
@@ -244,8 +247,9 @@ func (d *Daemon) startMember(ctx context.Context, fail context.CancelCauseFunc, 
 	return m, nil
 }
 
-// startComponents starts the liveness monitor, discovery and, with a
-// service configured, the registrar.
+// startComponents starts the liveness monitor, discovery, the config
+// mappings, locks and elections and, with a service configured, the
+// registrar.
 func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Client, p *parts) error {
 	live, err := liveness.New(cli, liveness.Config{Key: d.cfg.Etcd.Namespace + "/health", Logger: d.log})
 	if err != nil {
@@ -284,6 +288,7 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 			p.reloaders = append(p.reloaders, startPart("config reload", fail, r.Run))
 		}
 	}
+	p.coord = startPart("locks and elections", fail, func(ctx context.Context) error { return d.coord.Run(ctx, cli) })
 	if reg != nil {
 		d.reg.Store(reg)
 		p.registry = startPart("registration", fail, func(ctx context.Context) error {

@@ -64,6 +64,7 @@ type parts struct {
 	reloaders []*part
 	batches   *batchHub // its streams end once the mappings stopped
 	registry  *part
+	coord     *part // locks and elections: stopping it gives every hold up
 }
 
 // shutdown stops the daemon's parts in the one documented order (SPEC §6,
@@ -76,6 +77,7 @@ type parts struct {
 // still reach etcd.
 func (p *parts) shutdown() {
 	p.registry.stop(p.log)
+	p.coord.stop(p.log) // tells each holder, then releases locks and resigns elections
 	for _, m := range slices.Concat(p.mirrors, p.reloaders) {
 		m.stop(p.log)
 	}

@@ -37,6 +37,9 @@ type route struct {
 	// stream: the route answers ?watch=true with an NDJSON stream, which
 	// takes one of maxStreams slots while it lasts.
 	stream bool
+	// hold: the route always streams (a lock or leadership, waited for and
+	// then held for as long as the request lasts): it always takes a slot.
+	hold bool
 }
 
 // request is an API request after the shared preamble.
@@ -49,7 +52,7 @@ type request struct {
 // routes is the route table of the unix socket. Every handler is reached
 // only through the peer check in socketHandler and the preamble.
 func (d *Daemon) routes() []route {
-	return slices.Concat(d.statusRoutes(), d.serviceRoutes(), d.registrationRoutes(), d.configRoutes())
+	return slices.Concat(d.statusRoutes(), d.serviceRoutes(), d.registrationRoutes(), d.configRoutes(), d.coordRoutes())
 }
 
 // newMux builds a mux from routes; a known path with another method gets
@@ -96,19 +99,28 @@ func (d *Daemon) preamble(rt route) http.HandlerFunc {
 				}
 				req.watch = b
 			}
-			if req.watch {
-				select {
-				case d.streams <- struct{}{}:
-					defer func() { <-d.streams }()
-				default:
-					d.metrics.apiRejected.WithLabelValues("streams").Inc()
-					w.Header().Set("Connection", "close") // give the connection back too
-					writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("too many open streams (%d): close some and retry", maxStreams))
-					return
-				}
+		}
+		if req.watch || rt.hold {
+			if !d.takeStream(w) {
+				return
 			}
+			defer func() { <-d.streams }()
 		}
 		rt.handle(w, req)
+	}
+}
+
+// takeStream takes one of maxStreams stream slots, or answers 503 when
+// none is free; the caller gives a taken slot back with <-d.streams.
+func (d *Daemon) takeStream(w http.ResponseWriter) bool {
+	select {
+	case d.streams <- struct{}{}:
+		return true
+	default:
+		d.metrics.apiRejected.WithLabelValues("streams").Inc()
+		w.Header().Set("Connection", "close") // give the connection back too
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("too many open streams (%d): close some and retry", maxStreams))
+		return false
 	}
 }
 

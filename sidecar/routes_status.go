@@ -86,8 +86,8 @@ func (d *Daemon) Status() api.Status {
 		StartedAt: d.started.UTC().Format(time.RFC3339),
 		UptimeS:   time.Since(d.started).Seconds(),
 		Config:    d.configStatus(),
-		Locks:     []api.Hold{},
-		Elections: []api.Hold{},
+		Locks:     d.coord.status(api.KindLock),
+		Elections: d.coord.status(api.KindElection),
 	}
 	st.Etcd = d.etcdStatus()
 	st.Registration = d.registration()

@@ -24,7 +24,14 @@ type exitError struct {
 	err  error
 }
 
-func (e *exitError) Error() string { return e.err.Error() }
+// Error is the one line printed for it; an exitError without err exits
+// quietly (the command has said why, or the child's code is passed on).
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
 func (e *exitError) Unwrap() error { return e.err }
 
 func main() {
@@ -81,8 +88,11 @@ func exitCode(ctx context.Context, err error, w io.Writer) int {
 	if errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &sc) {
 		return 128 + int(sc.sig)
 	}
-	fmt.Fprintln(w, err)
 	var ee *exitError
+	if errors.As(err, &ee) && ee.err == nil {
+		return ee.code
+	}
+	fmt.Fprintln(w, err)
 	if errors.As(err, &ee) {
 		return ee.code
 	}
@@ -97,7 +107,8 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("socket", "", "unix socket of the daemon's local API (env "+client.SocketEnv+"; default "+api.DefaultSocketPath()+")")
-	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newConfigCmd(), newClusterCmd(), newVersionCmd())
+	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newConfigCmd(), newClusterCmd(), newVersionCmd(),
+		newLockCmd(), newElectCmd(), newLeaderCmd())
 	return root
 }
 

@@ -22,7 +22,8 @@ type Proxy struct {
 	ln     net.Listener  // nil while dropped
 	open   chan struct{} // closed while forwarding; a new, open one while blackholed
 	conns  map[*proxyConn]struct{}
-	reset  bool // new connections are reset after their first bytes
+	reset  bool          // new connections are reset after their first bytes
+	delay  time.Duration // bytes from the target wait this long before the client gets them
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -133,6 +134,18 @@ func (p *Proxy) Heal() {
 	}
 }
 
+// Delay holds every byte that the target sends from then on for d before
+// passing it to the client, on every connection, without closing any and
+// without reordering: an answer is late on its way back, as across a slow
+// or congested link, while requests arrive at once. Each chunk waits d from
+// when the proxy read it, so chunks that follow one another are not delayed
+// more than d each. Delay(0) ends it for bytes read afterwards.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = max(d, 0)
+}
+
 // Close stops the proxy and closes every connection. It is called at test
 // cleanup; calling it again does nothing.
 func (p *Proxy) Close() {
@@ -218,15 +231,21 @@ func (p *Proxy) handle(client net.Conn) {
 	p.conns[c] = struct{}{}
 	p.wg.Add(2)
 	p.mu.Unlock()
-	go p.pipe(c, upstream, client)
-	go p.pipe(c, client, upstream)
+	go p.pipe(c, upstream, client, false)
+	go p.pipe(c, client, upstream, true)
 }
 
 // pipe copies src to dst while forwarding is on; either side failing
-// closes both.
-func (p *Proxy) pipe(c *proxyConn, dst, src net.Conn) {
+// closes both. fromTarget marks the direction that Delay slows down; the
+// bytes of each read pass on to a writer that sends them when they are due.
+func (p *Proxy) pipe(c *proxyConn, dst, src net.Conn, fromTarget bool) {
 	defer p.wg.Done()
+	out := make(chan chunk, 256)
+	wrote := make(chan struct{})
+	go func() { defer close(wrote); p.writeChunks(c, dst, out) }()
 	defer func() {
+		close(out)
+		<-wrote // bytes already read still reach dst, late or not
 		c.close()
 		p.mu.Lock()
 		delete(p.conns, c)
@@ -237,18 +256,59 @@ func (p *Proxy) pipe(c *proxyConn, dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			open := p.open
+			open, delay := p.open, p.delay
 			p.mu.Unlock()
+			due := time.Now()
+			if fromTarget {
+				due = due.Add(delay)
+			}
 			select {
 			case <-open:
 			case <-c.done:
 				return
 			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			select {
+			case out <- chunk{b: append([]byte(nil), buf[:n]...), due: due}:
+			case <-c.done:
 				return
 			}
 		}
 		if err != nil {
+			return
+		}
+	}
+}
+
+// chunk is bytes read by a pipe and the time to pass them on.
+type chunk struct {
+	b   []byte
+	due time.Time
+}
+
+// writeChunks writes each chunk of out to dst when it is due and the proxy
+// forwards, until out is closed or the connection is; a failed write closes
+// the connection.
+func (p *Proxy) writeChunks(c *proxyConn, dst net.Conn, out <-chan chunk) {
+	for ch := range out {
+		if wait := time.Until(ch.due); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-c.done:
+				t.Stop()
+				return
+			}
+		}
+		p.mu.Lock()
+		open := p.open
+		p.mu.Unlock()
+		select {
+		case <-open:
+		case <-c.done:
+			return
+		}
+		if _, err := dst.Write(ch.b); err != nil {
+			c.close()
 			return
 		}
 	}
