@@ -215,6 +215,11 @@ const (
 	EventAcquired = "acquired" // the lock is held (POST /v1/locks/{name})
 	EventElected  = "elected"  // this caller leads (POST /v1/elections/{name})
 	EventLost     = "lost"     // the hold is gone; the stream ends after it
+	// EventValid says the hold is valid for ValidForMS more, from when the
+	// line was sent; the next comes before that runs out, or EventLost. A
+	// holder that hears nothing by then must count the hold as lost (the
+	// sidecar may be paused). Clients ignore events they do not know.
+	EventValid = "valid"
 )
 
 // ReasonShutdown is the Reason of the lost event that every holder gets
@@ -233,6 +238,9 @@ type HoldEvent struct {
 	Key    string `json:"key"`
 	Fence  int64  `json:"fence"`
 	Reason string `json:"reason,omitempty"`
+	// ValidForMS, in the acquired/elected and valid events: how long the
+	// hold is surely valid from when the line was sent, in milliseconds.
+	ValidForMS int64 `json:"valid_for_ms,omitempty"`
 }
 
 // Campaign is the body of POST /v1/elections/{name}: the value the leader

@@ -135,12 +135,64 @@ func (h *HoldStream) Close() error {
 	return nil
 }
 
-// follow reads the stream after the first event: a lost event, or its end.
+// follow reads the stream after the first event until a lost event or
+// its end. Each valid event (and the first event) says until when the
+// hold is surely valid; when that passes with no newer word — the daemon
+// may be paused — the hold counts as lost here, without waiting for it.
 func (h *HoldStream) follow() {
 	defer close(h.done)
 	defer h.cancel()
 	defer h.st.Close()
-	ev, err := h.st.Next()
+	type read struct {
+		ev  api.HoldEvent
+		err error
+	}
+	reads := make(chan read, 1)
+	go func() {
+		for {
+			ev, err := h.st.Next()
+			select {
+			case reads <- read{ev, err}:
+			case <-h.done:
+				return
+			}
+			if err != nil || ev.Event == api.EventLost {
+				return
+			}
+		}
+	}()
+	expiry := newExpiry(h.ev.ValidForMS)
+	defer expiry.Stop()
+	for {
+		select {
+		case r := <-reads:
+			if h.ended(r.ev, r.err) {
+				return
+			}
+			if r.ev.Event == api.EventValid {
+				expiry.Reset(time.Duration(r.ev.ValidForMS) * time.Millisecond)
+			}
+		case <-expiry.C:
+			h.err = &LostError{Kind: h.kind, Name: h.ev.Name, Fence: h.ev.Fence,
+				Reason: "no word from the sidecar before the hold's deadline (is it paused?)"}
+			return
+		}
+	}
+}
+
+// newExpiry returns a timer that fires when a validity of ms runs out; it
+// never fires for 0 (a daemon that does not say).
+func newExpiry(ms int64) *time.Timer {
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	if ms <= 0 {
+		t.Stop()
+	}
+	return t
+}
+
+// ended records how the stream ended, if ev/err end it: a read error, or
+// the lost event. Events it does not know are skipped.
+func (h *HoldStream) ended(ev api.HoldEvent, err error) bool {
 	switch {
 	case err != nil && h.closed.Load():
 		h.err = fmt.Errorf("sidecar: %s %q: %w", h.kind, h.ev.Name, net.ErrClosed)
@@ -149,8 +201,9 @@ func (h *HoldStream) follow() {
 	case ev.Event == api.EventLost:
 		h.err = &LostError{Kind: h.kind, Name: h.ev.Name, Fence: h.ev.Fence, Reason: ev.Reason}
 	default:
-		h.err = fmt.Errorf("sidecar: %s %q: unexpected event %q", h.kind, h.ev.Name, ev.Event)
+		return false
 	}
+	return true
 }
 
 // Leader returns the leader of election name: its value, key and fence;

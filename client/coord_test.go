@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +151,34 @@ func closeAndSeeEnd(t *testing.T, h *client.HoldStream, ended <-chan struct{}) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the daemon did not see the request end after Close")
+	}
+}
+
+// TestHoldStreamExpires: a hold whose daemon goes quiet (paused) counts as
+// lost when the last validity it was told runs out; each valid event
+// extends it.
+func TestHoldStreamExpires(t *testing.T) {
+	c := daemon(t, func(w http.ResponseWriter, r *http.Request) {
+		ev := acquired
+		ev.ValidForMS = 300
+		sendEvent(w, ev)
+		time.Sleep(200 * time.Millisecond)
+		sendEvent(w, api.HoldEvent{Event: api.EventValid, Name: "job", ValidForMS: 300})
+		<-r.Context().Done() // then quiet, the connection open
+	})
+	start := time.Now()
+	h, err := c.Lock(t.Context(), "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	select {
+	case <-h.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a quiet daemon's hold never expired")
+	}
+	var le *client.LostError
+	if took := time.Since(start); took < 450*time.Millisecond || !errors.As(h.Err(), &le) || !strings.Contains(le.Reason, "no word from the sidecar") {
+		t.Fatalf("after %s: Err = %v; want lost, about 500 ms in (the valid event extended it)", took, h.Err())
 	}
 }

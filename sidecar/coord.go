@@ -32,6 +32,7 @@ type held interface {
 	Fence() int64
 	Lost() <-chan struct{}
 	Err() error
+	Deadline() time.Time // valid until then, unless lost sooner
 }
 
 // holding is an acquired lock or leadership and the way to give it up

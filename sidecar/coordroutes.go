@@ -194,7 +194,7 @@ func (c *coordinator) stream(w http.ResponseWriter, req, base context.Context, e
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w) // one value per line
-	ev := api.HoldEvent{Event: api.EventAcquired, Name: e.name, Key: e.key, Fence: e.fence}
+	ev := api.HoldEvent{Event: api.EventAcquired, Name: e.name, Key: e.key, Fence: e.fence, ValidForMS: validFor(h)}
 	if e.kind == api.KindElection {
 		ev.Event = api.EventElected
 	}
@@ -203,9 +203,10 @@ func (c *coordinator) stream(w http.ResponseWriter, req, base context.Context, e
 		c.remove(e)
 		return
 	}
+	ev.ValidForMS = 0
 	ev.Event = api.EventLost
-	select {
-	case <-h.Lost():
+	switch renewals(req, base, h, rc, enc, ev) {
+	case endLost:
 		c.remove(e)
 		label, reason := lossReason(h.Err())
 		c.metrics.lost.WithLabelValues(e.kind, label).Inc()
@@ -214,10 +215,10 @@ func (c *coordinator) stream(w http.ResponseWriter, req, base context.Context, e
 		tell(rc, enc, ev)
 		c.reqs.Add(1) // within this request's count: Run waits for it too
 		go func() { defer c.reqs.Done(); c.giveUp(e, h, "lost") }()
-	case <-req.Done():
+	case endCaller:
 		c.giveUp(e, h, "caller gone")
 		c.remove(e)
-	case <-base.Done():
+	case endShutdown:
 		c.metrics.lost.WithLabelValues(e.kind, lossShutdown).Inc()
 		ev.Reason = api.ReasonShutdown
 		tell(rc, enc, ev)
@@ -228,6 +229,46 @@ func (c *coordinator) stream(w http.ResponseWriter, req, base context.Context, e
 
 // tell writes the last event of a hold's stream; a caller that reads
 // nothing cannot hold the daemon up for more than a second.
+// How a hold's stream ends.
+const (
+	endLost = iota
+	endCaller
+	endShutdown
+)
+
+// renewEvery is how often a hold's stream checks whether the hold's
+// deadline moved, to tell the holder (EventValid).
+const renewEvery = 250 * time.Millisecond
+
+// renewals tells the holder each time the hold's deadline moves on, so
+// that a holder who hears nothing by the last deadline told counts the
+// hold as lost by itself (this sidecar may be paused), until the hold is
+// lost, the caller goes, or the daemon stops; it returns which.
+func renewals(req, base context.Context, h held, rc *http.ResponseController, enc *json.Encoder, ev api.HoldEvent) int {
+	t := time.NewTicker(renewEvery)
+	defer t.Stop()
+	told := h.Deadline()
+	valid := api.HoldEvent{Event: api.EventValid, Name: ev.Name, Key: ev.Key, Fence: ev.Fence}
+	for {
+		select {
+		case <-h.Lost():
+			return endLost
+		case <-req.Done():
+			return endCaller
+		case <-base.Done():
+			return endShutdown
+		case <-t.C:
+			if d := h.Deadline(); d.After(told) {
+				told, valid.ValidForMS = d, validFor(h)
+				tell(rc, enc, valid)
+			}
+		}
+	}
+}
+
+// validFor is how long the hold is surely valid from now, in ms.
+func validFor(h held) int64 { return max(time.Until(h.Deadline()).Milliseconds(), 0) }
+
 func tell(rc *http.ResponseController, enc *json.Encoder, ev api.HoldEvent) {
 	rc.SetWriteDeadline(time.Now().Add(time.Second))
 	if enc.Encode(ev) == nil {

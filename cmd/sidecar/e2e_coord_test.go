@@ -170,13 +170,7 @@ func lossTrial(t *testing.T, a, b *daemonProc, proxy *etcdtest.Proxy, name strin
 	if code := next.wait(t, 15*time.Second); code != 0 {
 		t.Fatalf("waiting wrapper exit %d; stderr: %s", code, next.stderr)
 	}
-	at := map[string]int64{}
-	b2, _ := os.ReadFile(marks)
-	for _, line := range strings.Split(string(b2), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			at[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
-		}
-	}
+	b2, at := markTimes(marks)
 	if at["stopped"] == 0 || at["started"] == 0 || at["stopped"] >= at["started"] {
 		t.Fatalf("trial %s: the other sidecar's command started before the holder's was stopped:\n%s", name, b2)
 	}
@@ -259,4 +253,50 @@ func checkLeaderSequence(t *testing.T, out string) {
 		t.Errorf("leader changes %s, want A, then B, with at most no leader in between", got)
 	}
 	t.Logf("leader changes seen: %s", got)
+}
+
+// TestE2ELockSidecarPaused: the holder's sidecar is paused (SIGSTOP): it
+// cannot tell its wrapper anything, so the wrapper counts the hold lost at
+// the last deadline it was told, and stops its command before another
+// sidecar's command starts.
+func TestE2ELockSidecarPaused(t *testing.T) {
+	const ttl = 2 * time.Second
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	a := joinedDaemon(t, "a", srv.ClientURL, ttl)
+	b := joinedDaemon(t, "b", srv.ClientURL, ttl)
+	marks := filepath.Join(t.TempDir(), "marks")
+	holder := a.start(t, "lock", "--kill-timeout", "1s", "paused", "--", "sh", "-c",
+		`trap 'echo stopped $(date +%s%N) >> "$1"; exit 0' TERM; echo held >> "$1"; while :; do sleep 0.02; done`, "sh", marks)
+	waitFileHas(t, marks, "held", 30*time.Second)
+	next := b.start(t, "lock", "paused", "--", "sh", "-c", `echo started $(date +%s%N) >> "$1"`, "sh", marks)
+	time.Sleep(200 * time.Millisecond)
+	proc := a.cmd.Process
+	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
+	if code := holder.wait(t, 15*time.Second); code != exitLost || !strings.Contains(holder.stderr.String(), "no word from the sidecar") {
+		t.Fatalf("holder's wrapper exit %d, want %d saying the sidecar went quiet; stderr: %s", code, exitLost, holder.stderr)
+	}
+	if code := next.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("waiting wrapper exit %d; stderr: %s", code, next.stderr)
+	}
+	b2, at := markTimes(marks)
+	if at["stopped"] == 0 || at["started"] == 0 || at["stopped"] >= at["started"] {
+		t.Fatalf("the other sidecar's command started before the paused holder's was stopped:\n%s", b2)
+	}
+	t.Logf("the paused sidecar's command was stopped %s before the other's started", time.Duration(at["started"]-at["stopped"]))
+}
+
+// markTimes reads the "word unix-nanoseconds" lines commands wrote to
+// marks, by word, and the file.
+func markTimes(marks string) ([]byte, map[string]int64) {
+	b, _ := os.ReadFile(marks)
+	at := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			at[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return b, at
 }
