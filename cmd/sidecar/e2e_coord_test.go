@@ -300,3 +300,30 @@ func markTimes(marks string) ([]byte, map[string]int64) {
 	}
 	return b, at
 }
+
+// TestE2EClientKilledReleases: a client SIGKILLed while it holds a lock
+// releases it: its connection closes, and the next waiter holds at once.
+func TestE2EClientKilledReleases(t *testing.T) {
+	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
+	a := joinedDaemon(t, "a", srv.ClientURL, 5*time.Second)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	holder := a.start(t, "lock", "killed", "--", "sh", "-c", `echo $$ > "$1"; exec sleep 60`, "sh", pidFile)
+	a.waitStatus(t, "the hold in status", 30*time.Second, func(st api.Status) bool { return len(st.Locks) == 1 })
+	orphan := waitPID(t, pidFile)
+	t.Cleanup(func() { syscall.Kill(orphan, syscall.SIGKILL) })
+	started := filepath.Join(t.TempDir(), "started")
+	next := a.start(t, "lock", "killed", "--", "sh", "-c", `date +%s%N > "$1"`, "sh", started)
+	time.Sleep(300 * time.Millisecond) // in line
+	killed := time.Now()
+	holder.cmd.Process.Kill() // the wrapper only: its `sleep 60` runs on, as nothing is left to stop it
+	if code := next.wait(t, 10*time.Second); code != 0 {
+		t.Fatalf("next wrapper exit %d: %s", code, next.stderr)
+	}
+	b, _ := os.ReadFile(started)
+	ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if took := time.Unix(0, ns).Sub(killed); took > time.Second {
+		t.Errorf("the next holder's command started %s after the holder was killed, want within 1 s", took)
+	} else {
+		t.Logf("the next holder's command started %s after the holder was SIGKILLed", took)
+	}
+}
