@@ -133,3 +133,80 @@ func reportWithFloor(b *testing.B, got, floor []time.Duration) {
 	b.ReportMetric(f50, "floor_p50_ms")
 	b.ReportMetric(f99, "floor_p99_ms")
 }
+
+// BenchmarkElectionResign: a leader and a waiting candidate; from the
+// leader giving up (closing its stream: the sidecar resigns) until the
+// candidate's elected event, beside the floor: from Election.Resign
+// until the waiting Election.Campaign returns.
+//
+//	go test -run '^$' -bench ElectionResign -benchtime 100x ./cmd/sidecar
+func BenchmarkElectionResign(b *testing.B) {
+	srv := etcdtest.StartServer(b, etcdtest.ServerOptions{})
+	cmd, c, _ := startBench(b, joinYAML(b, srv.ClientURL))
+	defer stopBench(cmd)
+	cli := srv.Client(b)
+	var got, floor []time.Duration
+	for i := 0; b.Loop(); i++ {
+		got = append(got, sidecarResign(b, c, fmt.Sprintf("resign%d", i)))
+		floor = append(floor, floorResign(b, cli, fmt.Sprintf("/floor/elections/resign%d", i)))
+	}
+	reportWithFloor(b, got, floor)
+}
+
+func sidecarResign(b *testing.B, c *client.Client, name string) time.Duration {
+	leader, err := c.Campaign(context.Background(), name, "a", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	elected := make(chan time.Time, 1)
+	go func() {
+		h, err := c.Campaign(context.Background(), name, "b", nil)
+		if err != nil {
+			b.Error(err)
+			elected <- time.Time{}
+			return
+		}
+		elected <- time.Now()
+		h.Close()
+	}()
+	time.Sleep(150 * time.Millisecond) // the candidate's watch is live
+	start := time.Now()
+	leader.Close()
+	return (<-elected).Sub(start)
+}
+
+func floorResign(b *testing.B, cli *clientv3.Client, prefix string) time.Duration {
+	campaign := func(value string) (*concurrency.Session, *concurrency.Election, error) {
+		s, err := concurrency.NewSession(cli, concurrency.WithTTL(5))
+		if err != nil {
+			return nil, nil, err
+		}
+		e := concurrency.NewElection(s, prefix)
+		if err := e.Campaign(context.Background(), value); err != nil {
+			s.Close()
+			return nil, nil, err
+		}
+		return s, e, nil
+	}
+	s1, e1, err := campaign("a")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s1.Close()
+	elected := make(chan time.Time, 1)
+	go func() {
+		s2, e2, err := campaign("b")
+		if err != nil {
+			b.Error(err)
+			elected <- time.Time{}
+			return
+		}
+		elected <- time.Now()
+		e2.Resign(context.Background())
+		s2.Close()
+	}()
+	time.Sleep(150 * time.Millisecond)
+	start := time.Now()
+	e1.Resign(context.Background())
+	return (<-elected).Sub(start)
+}
