@@ -142,8 +142,13 @@ type Hold struct {
 	// connection; absent when the connection carried no credentials.
 	PID int  `json:"pid,omitempty"`
 	UID *int `json:"uid,omitempty"`
-	// HeldSince is when the hold was acquired, RFC 3339 in UTC.
-	HeldSince string `json:"held_since"`
+	// HeldSince is when the hold was acquired, RFC 3339 in UTC; empty
+	// while Waiting.
+	HeldSince string `json:"held_since,omitempty"`
+	// Waiting: the caller waits for the lock or election, since
+	// WaitingSince; Key and Fence are not known yet.
+	Waiting      bool   `json:"waiting,omitempty"`
+	WaitingSince string `json:"waiting_since,omitempty"`
 }
 
 // Cluster is the body of GET /v1/cluster: members and endpoint status.

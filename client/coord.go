@@ -170,7 +170,7 @@ func (h *HoldStream) follow() {
 				return
 			}
 			if r.ev.Event == api.EventValid {
-				expiry.Reset(time.Duration(r.ev.ValidForMS) * time.Millisecond)
+				expiry.Reset(time.Duration(r.ev.ValidForMS)*time.Millisecond + expiryGrace)
 			}
 		case <-expiry.C:
 			h.err = &LostError{Kind: h.kind, Name: h.ev.Name, Fence: h.ev.Fence,
@@ -180,10 +180,17 @@ func (h *HoldStream) follow() {
 	}
 }
 
-// newExpiry returns a timer that fires when a validity of ms runs out; it
-// never fires for 0 (a daemon that does not say).
+// expiryGrace is how long after the validity it was told a hold waits
+// for the daemon's own word before it counts itself lost: a live daemon
+// says "lost", with the reason, at that same deadline. The grace comes out
+// of the hold's safety margin (at least 300 ms), which still leaves the
+// holder time to stop before etcd could grant the hold elsewhere.
+const expiryGrace = 100 * time.Millisecond
+
+// newExpiry returns a timer that fires when a validity of ms (and the
+// grace) runs out; it never fires for 0 (a daemon that does not say).
 func newExpiry(ms int64) *time.Timer {
-	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+	t := time.NewTimer(time.Duration(ms)*time.Millisecond + expiryGrace)
 	if ms <= 0 {
 		t.Stop()
 	}

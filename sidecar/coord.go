@@ -49,6 +49,7 @@ type holdEntry struct {
 	peer                   peerCred
 	hasPeer                bool // the connection carried SO_PEERCRED
 	since                  time.Time
+	waiting                bool // in line: key and fence not known yet; since is when it began to wait
 }
 
 // coordinator serves the locks and elections of the local API and keeps
@@ -123,9 +124,18 @@ func (c *coordinator) prefix(kind, name string) string {
 	return c.ns + "/elections/" + name
 }
 
-func (c *coordinator) add(e *holdEntry) {
+// enter puts e in the table, waiting.
+func (c *coordinator) enter(e *holdEntry) {
 	c.mu.Lock()
+	e.waiting = true
 	c.holds[e] = struct{}{}
+	c.mu.Unlock()
+}
+
+// won records that e's caller now holds h.
+func (c *coordinator) won(e *holdEntry, h held) {
+	c.mu.Lock()
+	e.waiting, e.key, e.fence, e.since = false, h.Key(), h.Fence(), time.Now()
 	c.mu.Unlock()
 	c.metrics.acquired.WithLabelValues(e.kind).Inc()
 }
@@ -142,7 +152,7 @@ func (c *coordinator) count(kind string) int {
 	defer c.mu.Unlock()
 	n := 0
 	for e := range c.holds {
-		if e.kind == kind {
+		if e.kind == kind && !e.waiting {
 			n++
 		}
 	}
@@ -164,9 +174,15 @@ func (c *coordinator) status(kind string) []api.Hold {
 		return cmp.Or(cmp.Compare(a.name, b.name), a.since.Compare(b.since))
 	})
 	out := make([]api.Hold, 0, len(es))
+	c.mu.Lock() // e's fields change when it wins
+	defer c.mu.Unlock()
 	for _, e := range es {
-		h := api.Hold{Name: e.name, Kind: e.kind, Key: e.key, Fence: e.fence, Value: e.value,
-			HeldSince: e.since.UTC().Format(time.RFC3339)}
+		h := api.Hold{Name: e.name, Kind: e.kind, Key: e.key, Fence: e.fence, Value: e.value, Waiting: e.waiting}
+		if since := e.since.UTC().Format(time.RFC3339); e.waiting {
+			h.WaitingSince = since
+		} else {
+			h.HeldSince = since
+		}
 		if e.hasPeer {
 			uid := e.peer.UID
 			h.PID, h.UID = e.peer.PID, &uid

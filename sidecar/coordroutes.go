@@ -124,23 +124,25 @@ func (d *Daemon) serveHold(w http.ResponseWriter, r *request, hr holdRequest, ac
 	}
 	defer end()
 	c := d.coord
+	peer, hasPeer := peerFrom(r.Context())
+	e := &holdEntry{kind: hr.kind, name: hr.name, value: hr.value, peer: peer, hasPeer: hasPeer, since: time.Now()}
+	c.enter(e)
 	ctx, cancel := waitContext(r.Context(), base, hr.wait)
 	h, err := acquire(ctx, cli, c.prefix(hr.kind, hr.name), hr.wait != nil && *hr.wait == 0)
 	cause := context.Cause(ctx)
 	cancel()
 	if err != nil {
+		c.remove(e)
 		d.writeAcquireError(w, r, hr, cause, err)
 		return
 	}
-	peer, hasPeer := peerFrom(r.Context())
-	e := &holdEntry{kind: hr.kind, name: hr.name, value: hr.value, key: h.Key(), fence: h.Fence(),
-		peer: peer, hasPeer: hasPeer, since: time.Now()}
+	c.won(e, h)
 	if base.Err() != nil { // the daemon began to stop as this caller won
 		c.giveUp(e, h, "shutdown")
+		c.remove(e)
 		writeError(w, http.StatusServiceUnavailable, errShuttingDown.Error())
 		return
 	}
-	c.add(e)
 	c.log.Info("acquired", "kind", e.kind, "name", e.name, "key", e.key, "fence", e.fence, "pid", peer.PID, "uid", peer.UID)
 	c.stream(w, r.Context(), base, e, h)
 }

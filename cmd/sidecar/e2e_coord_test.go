@@ -313,7 +313,10 @@ func TestE2EClientKilledReleases(t *testing.T) {
 	t.Cleanup(func() { syscall.Kill(orphan, syscall.SIGKILL) })
 	started := filepath.Join(t.TempDir(), "started")
 	next := a.start(t, "lock", "killed", "--", "sh", "-c", `date +%s%N > "$1"`, "sh", started)
-	time.Sleep(300 * time.Millisecond) // in line
+	a.waitStatus(t, "the waiter in status", 30*time.Second, func(st api.Status) bool {
+		return len(st.Locks) == 2 && !st.Locks[0].Waiting && st.Locks[1].Waiting && st.Locks[1].Key == "" && st.Locks[1].PID > 0
+	})
+	time.Sleep(200 * time.Millisecond) // the waiter's watch is live
 	killed := time.Now()
 	holder.cmd.Process.Kill() // the wrapper only: its `sleep 60` runs on, as nothing is left to stop it
 	if code := next.wait(t, 10*time.Second); code != 0 {

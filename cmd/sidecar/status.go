@@ -85,6 +85,10 @@ func printHolds(w io.Writer, what string, hs []api.Hold) {
 		fmt.Fprintf(w, "%s:\tnone\n", what)
 	}
 	for _, h := range hs {
+		if h.Waiting {
+			fmt.Fprintf(w, "%s:\t%s waiting since %s (pid %d)\n", what, h.Name, h.WaitingSince, h.PID)
+			continue
+		}
 		fmt.Fprintf(w, "%s:\t%s fence %d (pid %d)\n", what, h.Name, h.Fence, h.PID)
 	}
 }
