@@ -17,9 +17,6 @@ import (
 // (or already waiting).
 var ErrNotElected = errors.New("election: another candidate leads")
 
-// cleanupTimeout bounds the revoke of the session of a failed Campaign.
-const cleanupTimeout = time.Second
-
 // Config configures Campaign.
 type Config struct {
 	// Prefix is the election's key prefix, such as
@@ -34,13 +31,9 @@ type Config struct {
 	Logger *slog.Logger // nil discards; records get component=election
 }
 
-// Leadership is a won election. Its methods are safe for concurrent use.
-type Leadership struct {
-	sess  *lease.Session
-	claim *lease.Claim
-	key   string
-	fence int64
-}
+// Leadership is a won election: its key, fence, deadline and loss (see
+// lease.Held), and Resign. Its methods are safe for concurrent use.
+type Leadership struct{ *lease.Held }
 
 // Campaign puts value up for the election at cfg.Prefix on a new session
 // and blocks until it leads; until ctx ends (the error then wraps
@@ -66,13 +59,13 @@ func Campaign(ctx context.Context, cli *clientv3.Client, cfg Config, value strin
 	}
 	l, err := campaign(ctx, sess, cfg.Prefix, value, try)
 	if err != nil {
-		abandon(ctx, sess, log)
+		lease.Abandon(ctx, sess, log, "campaign")
 		if errors.Is(err, ErrNotElected) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("election: campaign %s: %w", cfg.Prefix, err)
 	}
-	log.Debug("elected", "key", l.key, "fence", l.fence)
+	log.Debug("elected", "key", l.Key(), "fence", l.Fence())
 	return l, nil
 }
 
@@ -97,7 +90,7 @@ func campaign(ctx context.Context, sess *lease.Session, prefix, value string, tr
 	if err := sess.Err(); err != nil {
 		return nil, fmt.Errorf("session lost on winning: %w", err)
 	}
-	return &Leadership{sess: sess, claim: sess.Claim(key, fence, rev), key: key, fence: fence}, nil
+	return &Leadership{sess.Hold(key, fence, rev)}, nil
 }
 
 // tryCampaign puts the candidate's key, as Election.Campaign does, and
@@ -138,49 +131,13 @@ func stillOurs(ctx context.Context, sess *lease.Session, key string, fence int64
 	return resp.Header.Revision, nil
 }
 
-// abandon closes the session of a failed Campaign, whose ctx may have
-// ended. If the revoke fails the key goes when the lease expires.
-func abandon(ctx context.Context, sess *lease.Session, log *slog.Logger) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	if err := sess.Close(cctx); err != nil {
-		log.Warn("cannot revoke the session of a failed campaign; its key goes when the lease expires",
-			"lease_id", fmt.Sprintf("%x", int64(sess.ID())), "ttl_s", sess.TTL().Seconds(), "err", err)
-	}
-}
-
-// Key is the leader's key: the prefix, "/", and the lease ID in hex.
-func (l *Leadership) Key() string { return l.key }
-
-// Fence is the leader key's creation revision, strictly greater than that
-// of every earlier leader of the election.
-func (l *Leadership) Fence() int64 { return l.fence }
-
-// Lease is the ID of the leadership's session lease.
-func (l *Leadership) Lease() clientv3.LeaseID { return l.sess.ID() }
-
-// Deadline is when the leadership's session counts as lost unless a newer
-// keep-alive is acknowledged (see lease.Session.Deadline).
-func (l *Leadership) Deadline() time.Time { return l.sess.Deadline() }
-
-// Lost is closed when the leadership is lost: its session is lost (see
-// lease.Session.Lost), or its key was deleted by someone; and on Resign.
-// It checks the session's deadline before it returns.
-func (l *Leadership) Lost() <-chan struct{} { return l.claim.Lost() }
-
-// Err says why the leadership was lost (lease.ErrUnacknowledged,
-// lease.ErrExpired, lease.ErrKeyDeleted, lease.ErrClosed after Resign);
-// nil while it leads.
-func (l *Leadership) Err() error { return l.claim.Err() }
-
 // Resign steps down: it revokes the leadership's lease, which deletes the
 // leader key in the same revision, as Election.Resign would, and ends the
 // session. The key is gone when it returns nil. It can be called again,
 // also after it failed.
 func (l *Leadership) Resign(ctx context.Context) error {
-	l.claim.Stop()
-	if err := l.sess.Close(ctx); err != nil {
-		return fmt.Errorf("election: resign %s: %w", l.key, err)
+	if err := l.End(ctx); err != nil {
+		return fmt.Errorf("election: resign %s: %w", l.Key(), err)
 	}
 	return nil
 }

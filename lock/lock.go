@@ -17,9 +17,6 @@ import (
 // by another holder.
 var ErrHeld = errors.New("lock: held by another holder")
 
-// cleanupTimeout bounds the revoke of the session of a failed Acquire.
-const cleanupTimeout = time.Second
-
 // Config configures Acquire.
 type Config struct {
 	// Prefix is the lock's key prefix, such as "/sidecar/locks/nightly":
@@ -33,13 +30,9 @@ type Config struct {
 	Logger *slog.Logger // nil discards; records get component=lock
 }
 
-// Hold is a held lock. Its methods are safe for concurrent use.
-type Hold struct {
-	sess  *lease.Session
-	claim *lease.Claim
-	key   string
-	fence int64
-}
+// Hold is a held lock: its key, fence, deadline and loss (see lease.Held),
+// and Release. Its methods are safe for concurrent use.
+type Hold struct{ *lease.Held }
 
 // Acquire takes the lock at cfg.Prefix on a new session. It blocks until
 // the lock is held; until ctx ends (the error then wraps ctx.Err()); or
@@ -65,13 +58,13 @@ func Acquire(ctx context.Context, cli *clientv3.Client, cfg Config, try bool) (*
 	}
 	h, err := acquire(ctx, sess, cfg.Prefix, try)
 	if err != nil {
-		abandon(ctx, sess, log)
+		lease.Abandon(ctx, sess, log, "acquire")
 		if errors.Is(err, ErrHeld) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("lock: acquire %s: %w", cfg.Prefix, err)
 	}
-	log.Debug("lock acquired", "key", h.key, "fence", h.fence)
+	log.Debug("lock acquired", "key", h.Key(), "fence", h.Fence())
 	return h, nil
 }
 
@@ -97,7 +90,7 @@ func acquire(ctx context.Context, sess *lease.Session, prefix string, try bool) 
 	if fence <= 0 {
 		return nil, fmt.Errorf("no creation revision for %s", m.Key())
 	}
-	return &Hold{sess: sess, claim: sess.Claim(m.Key(), fence, m.Header().Revision), key: m.Key(), fence: fence}, nil
+	return &Hold{sess.Hold(m.Key(), fence, m.Header().Revision)}, nil
 }
 
 // fenceOf is the creation revision of m's key: the revision its IsOwner
@@ -107,49 +100,13 @@ func fenceOf(m *concurrency.Mutex) int64 {
 	return cmp.GetCompare().GetCreateRevision()
 }
 
-// abandon closes the session of a failed Acquire, whose ctx may have
-// ended. If the revoke fails the key goes when the lease expires.
-func abandon(ctx context.Context, sess *lease.Session, log *slog.Logger) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
-	defer cancel()
-	if err := sess.Close(cctx); err != nil {
-		log.Warn("cannot revoke the session of a failed acquire; its key goes when the lease expires",
-			"lease_id", fmt.Sprintf("%x", int64(sess.ID())), "ttl_s", sess.TTL().Seconds(), "err", err)
-	}
-}
-
-// Key is the holder's key: the prefix, "/", and the lease ID in hex.
-func (h *Hold) Key() string { return h.key }
-
-// Fence is the key's creation revision, strictly greater than that of
-// every earlier holder of the lock.
-func (h *Hold) Fence() int64 { return h.fence }
-
-// Lease is the ID of the hold's session lease.
-func (h *Hold) Lease() clientv3.LeaseID { return h.sess.ID() }
-
-// Deadline is when the hold's session counts as lost unless a newer
-// keep-alive is acknowledged (see lease.Session.Deadline).
-func (h *Hold) Deadline() time.Time { return h.sess.Deadline() }
-
-// Lost is closed when the hold is lost: its session is lost (see
-// lease.Session.Lost), or its key was deleted by someone; and on Release.
-// It checks the session's deadline before it returns.
-func (h *Hold) Lost() <-chan struct{} { return h.claim.Lost() }
-
-// Err says why the hold was lost (lease.ErrUnacknowledged,
-// lease.ErrExpired, lease.ErrKeyDeleted, lease.ErrClosed after Release);
-// nil while it is held.
-func (h *Hold) Err() error { return h.claim.Err() }
-
 // Release unlocks: it revokes the hold's lease, which deletes the key in
 // the same revision, as Mutex.Unlock would, and ends the session. The key
 // is gone when it returns nil. It can be called again, also after it
 // failed.
 func (h *Hold) Release(ctx context.Context) error {
-	h.claim.Stop()
-	if err := h.sess.Close(ctx); err != nil {
-		return fmt.Errorf("lock: release %s: %w", h.key, err)
+	if err := h.End(ctx); err != nil {
+		return fmt.Errorf("lock: release %s: %w", h.Key(), err)
 	}
 	return nil
 }
