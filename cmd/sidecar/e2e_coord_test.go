@@ -302,7 +302,8 @@ func markTimes(marks string) ([]byte, map[string]int64) {
 }
 
 // TestE2EClientKilledReleases: a client SIGKILLed while it holds a lock
-// releases it: its connection closes, and the next waiter holds at once.
+// releases it: its connection closes, and the next waiter holds at once;
+// the wrapper's command dies with it.
 func TestE2EClientKilledReleases(t *testing.T) {
 	srv := etcdtest.StartServer(t, etcdtest.ServerOptions{})
 	a := joinedDaemon(t, "a", srv.ClientURL, 5*time.Second)
@@ -318,10 +319,16 @@ func TestE2EClientKilledReleases(t *testing.T) {
 	})
 	time.Sleep(200 * time.Millisecond) // the waiter's watch is live
 	killed := time.Now()
-	holder.cmd.Process.Kill() // the wrapper only: its `sleep 60` runs on, as nothing is left to stop it
+	holder.cmd.Process.Kill() // the wrapper: its command gets SIGKILL from the kernel (Pdeathsig)
 	if code := next.wait(t, 10*time.Second); code != 0 {
 		t.Fatalf("next wrapper exit %d: %s", code, next.stderr)
 	}
+	etcdtest.Eventually(t, 5*time.Second, "the killed wrapper's command gone", func() error {
+		if syscall.Kill(orphan, 0) == nil && !zombie(orphan) {
+			return fmt.Errorf("pid %d still runs", orphan)
+		}
+		return nil
+	})
 	b, _ := os.ReadFile(started)
 	ns, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
 	if took := time.Unix(0, ns).Sub(killed); took > time.Second {
