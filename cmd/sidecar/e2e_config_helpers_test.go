@@ -68,6 +68,10 @@ func (m *e2eMirror) signal(t *testing.T, sig syscall.Signal) {
 	if sig == syscall.SIGSTOP {
 		proc := m.p.cmd.Process
 		t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })
+		if err := etcdtest.StopProcess(proc.Pid); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	if err := m.p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v: %v", sig, err)

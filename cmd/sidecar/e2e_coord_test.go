@@ -271,7 +271,7 @@ func TestE2ELockSidecarPaused(t *testing.T) {
 	next := b.start(t, "lock", "paused", "--", "sh", "-c", `echo started $(date +%s%N) >> "$1"`, "sh", marks)
 	time.Sleep(200 * time.Millisecond)
 	proc := a.cmd.Process
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+	if err := etcdtest.StopProcess(proc.Pid); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })

@@ -21,7 +21,7 @@ func TestE2EPauseIsNotEtcdSilence(t *testing.T) {
 	p := startProc(t, fmt.Sprintf("name: paused\ndata_dir: %s\netcd: {endpoints: [%s]}\n", t.TempDir(), srv.ClientURL))
 	p.waitHealthy(t)
 	proc := p.cmd.Process
-	if err := proc.Signal(syscall.SIGSTOP); err != nil {
+	if err := etcdtest.StopProcess(proc.Pid); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { proc.Signal(syscall.SIGCONT) })

@@ -181,7 +181,12 @@ func (n *node) stop(t *testing.T) {
 }
 
 // pause stops the sidecar with SIGSTOP; resume continues it.
-func (n *node) pause(t *testing.T)  { n.signal(t, syscall.SIGSTOP) }
+func (n *node) pause(t *testing.T) {
+	t.Helper()
+	if err := etcdtest.StopProcess(n.cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+}
 func (n *node) resume(t *testing.T) { n.signal(t, syscall.SIGCONT) }
 
 func (n *node) signal(t *testing.T, sig syscall.Signal) {

@@ -269,7 +269,7 @@ func (s *Server) Pause() {
 	if !s.Running() {
 		s.t.Fatalf("etcdtest: pause etcd: not running")
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := StopProcess(s.cmd.Process.Pid); err != nil {
 		s.t.Fatalf("etcdtest: pause etcd: %v", err)
 	}
 }

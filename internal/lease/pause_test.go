@@ -80,7 +80,7 @@ func TestPausedPastDeadline(t *testing.T) {
 		t.Fatalf("helper: %s", l)
 	}
 	time.Sleep(ttl / 2) // some keep-alives acknowledged
-	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := etcdtest.StopProcess(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(ttl + 500*time.Millisecond) // past any deadline the helper can have
