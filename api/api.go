@@ -256,10 +256,13 @@ type Campaign struct {
 
 // Leader is the body of GET /v1/elections/{name}, and each line of its
 // ?watch=true stream. Leader is null while the election has no leader
-// (only in the stream: the plain GET answers 404 then).
+// (only in the stream: the plain GET answers 404 then). Stale is true in
+// the stream while etcd does not answer: the leader shown is the last one
+// known, and may be gone (the line comes again when etcd answers).
 type Leader struct {
 	Name   string  `json:"name"`
 	Leader *string `json:"leader"`
 	Key    string  `json:"key,omitempty"`
 	Fence  int64   `json:"fence,omitempty"`
+	Stale  bool    `json:"stale,omitempty"`
 }

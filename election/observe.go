@@ -43,8 +43,10 @@ func Current(ctx context.Context, cli *clientv3.Client, prefix string) (*Leader,
 // leader". It lists the prefix at a revision, then watches the prefix from
 // the next one, with a leader required; after a compaction, a failed
 // watch or an outage it lists again (with backoff), and sends what
-// changed meanwhile. Changes within one revision come as one. The channel
-// closes when ctx ends.
+// changed meanwhile. Changes within one revision come as one. When the
+// leader's key goes (resigned, its lease expired), nil comes first, then
+// the next candidate if there is one, so that a hand-over is seen as such.
+// The channel closes when ctx ends.
 func Observe(ctx context.Context, cli *clientv3.Client, prefix string) <-chan *Leader {
 	ch := make(chan *Leader)
 	o := &observer{cli: cli, pfx: prefix + "/", ch: ch}
@@ -105,24 +107,27 @@ func (o *observer) list(ctx context.Context) (int64, error) {
 func (o *observer) watch(ctx context.Context, rev int64) (bool, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	watched := false
+	watched, gone := false, false
 	for wr := range o.cli.Watch(wctx, o.pfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1)) {
 		if err := wr.Err(); err != nil {
 			return watched, err
 		}
 		for i, ev := range wr.Events {
 			watched = true
+			key := string(ev.Kv.Key)
 			if ev.Type == mvccpb.DELETE {
-				delete(o.keys, string(ev.Kv.Key))
+				delete(o.keys, key)
+				gone = gone || (o.last != nil && o.last.Key == key)
 			} else {
-				o.keys[string(ev.Kv.Key)] = ev.Kv
+				o.keys[key] = ev.Kv
 			}
 			if i+1 < len(wr.Events) && wr.Events[i+1].Kv.ModRevision == ev.Kv.ModRevision {
 				continue // the rest of this revision first
 			}
-			if !o.publish(ctx) {
+			if gone && !o.send(ctx, nil) || !o.publish(ctx) {
 				return watched, ctx.Err()
 			}
+			gone = false
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -147,14 +152,20 @@ func (o *observer) publish(ctx context.Context) bool {
 	if o.sent && equal(cur, o.last) {
 		return true
 	}
+	return o.send(ctx, cur)
+}
+
+// send sends l (nil: no leader) and remembers it as sent; it reports false
+// when ctx ended first.
+func (o *observer) send(ctx context.Context, l *Leader) bool {
 	var out *Leader
-	if cur != nil {
-		c := *cur
+	if l != nil {
+		c := *l
 		out = &c // the receiver's own copy
 	}
 	select {
 	case o.ch <- out:
-		o.sent, o.last = true, cur
+		o.sent, o.last = true, l
 		return true
 	case <-ctx.Done():
 		return false

@@ -109,3 +109,32 @@ func TestObserveThroughOutage(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 }
+
+// TestObserveHandOver: when the leader's key goes with a candidate already
+// waiting behind it, the observer hears "no leader", then the new leader;
+// a waiting candidate's key alone changes nothing.
+func TestObserveHandOver(t *testing.T) {
+	e := etcdtest.StartEmbedded(t)
+	cli := newClient(t, e.ClientURL)
+	ch := election.Observe(t.Context(), cli, prefix)
+	wantNone(t, next(t, ch))
+	a := campaign(t, cli, "a")
+	wantLeader(t, next(t, ch), a, "a")
+
+	waiting := campaigning(t, cli, "b")
+	select {
+	case l := <-ch:
+		t.Fatalf("report while b only waits: %+v", l)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if _, err := e.Client(t).Revoke(t.Context(), a.Lease()); err != nil { // as when a's sidecar dies
+		t.Fatal(err)
+	}
+	wantNone(t, next(t, ch))
+	b := await(t, waiting, 5*time.Second)
+	if b.err != nil {
+		t.Fatalf("b's campaign: %v", b.err)
+	}
+	t.Cleanup(func() { resign(t, b.l) })
+	wantLeader(t, next(t, ch), b.l, "b")
+}

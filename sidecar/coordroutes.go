@@ -314,8 +314,8 @@ func (d *Daemon) handleLeader(w http.ResponseWriter, r *request) {
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		defer context.AfterFunc(base, cancel)() // observers end when the daemon stops
-		ch := election.Observe(ctx, cli, prefix)
-		streamNDJSON(w, r.Request, ch, func(l *election.Leader) api.Leader { return toAPILeader(name, l) })
+		ch := leaderStream(ctx, election.Observe(ctx, cli, prefix), d.etcd.live.Load(), name)
+		streamNDJSON(w, r.Request, ch, func(l api.Leader) api.Leader { return l })
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), leaderTimeout)

@@ -208,11 +208,19 @@ func printLeader(out io.Writer, l api.Leader, asJSON bool) error {
 	case asJSON:
 		return writeJSONLine(out, l)
 	case l.Leader == nil:
-		_, err := fmt.Fprintf(out, "%s: no leader\n", l.Name)
+		_, err := fmt.Fprintf(out, "%s: no leader%s\n", l.Name, staleNote(l))
 		return err
 	}
-	_, err := fmt.Fprintf(out, "%s: %s (fence %d)\n", l.Name, *l.Leader, l.Fence)
+	_, err := fmt.Fprintf(out, "%s: %s (fence %d)%s\n", l.Name, *l.Leader, l.Fence, staleNote(l))
 	return err
+}
+
+// staleNote marks a leader shown while etcd does not answer.
+func staleNote(l api.Leader) string {
+	if l.Stale {
+		return " (stale: etcd is not answering; this was the leader when it last did)"
+	}
+	return ""
 }
 
 // watchLeader prints the leader now and after every change until ctx ends
