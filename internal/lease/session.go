@@ -116,6 +116,13 @@ func New(ctx context.Context, cli *clientv3.Client, cfg Config) (*Session, error
 	}
 	ttl := time.Duration(resp.TTL) * time.Second
 	life, stop := context.WithCancel(context.WithoutCancel(ctx))
+	// The concurrency.Session is only a carrier of the lease for Mutex and
+	// Election (they never look at its context). Given an ended context it
+	// stops the keep-alive it would start, so ours is the only one: two
+	// would double the traffic, and a crashed holder's lease would outlive
+	// its last renewal by more (a slower failover).
+	ended, endNow := context.WithCancel(context.Background())
+	endNow()
 	s := &Session{
 		cli: cli, id: resp.ID, ttl: ttl, margin: cfg.Margin, interval: ttl / 3,
 		log:  cfg.Logger.With("component", "lease", "lease_id", fmt.Sprintf("%x", int64(resp.ID))),
@@ -128,7 +135,7 @@ func New(ctx context.Context, cli *clientv3.Client, cfg Config) (*Session, error
 		return nil, s.abandon(ctx, err)
 	}
 	s.conc, err = concurrency.NewSession(cli, concurrency.WithLease(resp.ID),
-		concurrency.WithTTL(int(resp.TTL)), concurrency.WithContext(life))
+		concurrency.WithTTL(int(resp.TTL)), concurrency.WithContext(ended))
 	if err != nil {
 		return nil, s.abandon(ctx, fmt.Errorf("lease: session: %w", err))
 	}
