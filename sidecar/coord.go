@@ -70,16 +70,18 @@ type coordinator struct {
 	base     context.Context  // Run's: ends when the daemon stops
 	holds    map[*holdEntry]struct{}
 	reqs     sync.WaitGroup // admitted requests, and the releases they started
+	admits   chan struct{}  // closed once Run admits requests
 }
 
 func newCoordinator(cfg Config, log *slog.Logger) *coordinator {
 	c := &coordinator{ns: cfg.Etcd.Namespace, ttl: cfg.Coordination.TTL, log: log.With("component", "coordination"),
-		pkgLog: log, holds: map[*holdEntry]struct{}{}}
+		pkgLog: log, holds: map[*holdEntry]struct{}{}, admits: make(chan struct{})}
 	c.metrics = newCoordMetrics(c.count)
 	return c
 }
 
-// Run admits requests through cli until ctx ends; then every holder gets
+// Run admits requests through cli until ctx ends (Admitting is closed once
+// it does; Run is called once); then every holder gets
 // a lost event saying the sidecar shuts down, every hold is given up, and
 // Run returns once the last request has finished (each release is bounded
 // by releaseTimeout). It returns nil.
@@ -87,6 +89,7 @@ func (c *coordinator) Run(ctx context.Context, cli *clientv3.Client) error {
 	c.mu.Lock()
 	c.cli, c.base = cli, ctx
 	c.mu.Unlock()
+	close(c.admits)
 	<-ctx.Done()
 	c.mu.Lock()
 	c.cli, c.stopping = nil, true
@@ -98,6 +101,9 @@ func (c *coordinator) Run(ctx context.Context, cli *clientv3.Client) error {
 	c.reqs.Wait()
 	return nil
 }
+
+// Admitting is closed once Run admits requests.
+func (c *coordinator) Admitting() <-chan struct{} { return c.admits }
 
 // begin admits a request: it returns the etcd client, a context that ends
 // when the daemon stops, and the function the request calls when it has

@@ -289,6 +289,7 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 		}
 	}
 	p.coord = startPart("locks and elections", fail, func(ctx context.Context) error { return d.coord.Run(ctx, cli) })
+	<-d.coord.Admitting() // at once: ready means lock and election requests are admitted
 	if reg != nil {
 		d.reg.Store(reg)
 		p.registry = startPart("registration", fail, func(ctx context.Context) error {
