@@ -51,6 +51,10 @@ type EtcdStatus struct {
 	// ConnState is gRPC's connectivity state of the client connection.
 	ConnState string `json:"conn_state"`
 	LastError string `json:"last_error,omitempty"`
+	// Waiting says what the embedded member's start-up waits for, and why
+	// (for example "joining via http://10.0.0.13:2379: etcd refuses to add
+	// a member while etcd02 is down"); empty when it does not wait.
+	Waiting string `json:"waiting,omitempty"`
 	// Member is set in embedded mode.
 	Member *LocalMember `json:"member,omitempty"`
 }

@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // clientURLs gathers the client URLs of members.
@@ -61,12 +66,70 @@ func TestStaticCluster(t *testing.T) {
 	if got := get(t, newClient(t, ms[1].ClientURLs()...), "during"); got != "2" {
 		t.Fatalf("get during from n2 = %q, want 2", got)
 	}
+	checkJoinRefused(t, ms[0], "n3")
 
 	// The stopped member comes back from its data dir and catches up.
-	m3 := mustRun(t, cfgs[2])
-	if got := get(t, newClient(t, m3.ClientURLs()...), "during"); got != "2" {
+	ms[2] = mustRun(t, cfgs[2])
+	if got := get(t, newClient(t, ms[2].ClientURLs()...), "during"); got != "2" {
 		t.Fatalf("get during from restarted n3 = %q, want 2", got)
 	}
+	checkStopTogether(t, ms...)
+}
+
+// checkJoinRefused starts a member that joins via m while member down is
+// down: Waiting says why, the log says it once, and when start_timeout
+// ends the error says why and the data dir it created is gone.
+func checkJoinRefused(t *testing.T, m *running, down string) {
+	t.Helper()
+	var logs etcdtest.LogBuffer
+	cfg := testConfig(t, "n4")
+	cfg.Join = m.ClientURLs()
+	cfg.StartTimeout = 3 * time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	want := "joining via " + cfg.Join[0] + ": etcd refuses to add a member while " + down + " is down"
+	j, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- j.Run(t.Context()) }()
+	etcdtest.Eventually(t, 3*time.Second, "Waiting names the member down", func() error {
+		if got := j.Waiting(); got != want {
+			return fmt.Errorf("Waiting() = %q, want %q", got, want)
+		}
+		return nil
+	})
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "start_timeout 3s: "+want) {
+		t.Fatalf("Run = %v, want it to say %q", err, want)
+	}
+	if n := strings.Count(logs.String(), down+" is down"); n != 1 || strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the wait logged %d times (want once), or an error:\n%s", n, logs.String())
+	}
+	if _, err := os.Stat(cfg.DataDir); !os.IsNotExist(err) {
+		t.Errorf("data dir %s left by a refused join: %v", cfg.DataDir, err)
+	}
+	if j.Waiting() != "" {
+		t.Errorf("Waiting() after a failed start = %q", j.Waiting())
+	}
+}
+
+// checkStopTogether stops the members at once, as a cluster-wide shutdown
+// does: the leader loses its quorum while it hands over its leadership, and
+// still stops promptly, not after etcd's leadership transfer timeout (5s
+// plus two election timeouts).
+func checkStopTogether(t *testing.T, ms ...*running) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Go(func() {
+			begin := time.Now()
+			err := m.stop()
+			if took := time.Since(begin); err != nil || took > 3*time.Second {
+				t.Errorf("stop %s together with the others: %v after %s", m.Name(), err, took)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func TestJoin(t *testing.T) {
@@ -117,17 +180,23 @@ func checkRemoved(t *testing.T, cli *clientv3.Client, m *running, cfg Config) {
 	}
 	portsFree(t, append(cfg.ListenClientURLs, cfg.ListenPeerURLs...)...)
 
-	if err := runFails(t, cfg); !errors.Is(err, ErrRemoved) {
+	var logs etcdtest.LogBuffer
+	again := cfg
+	again.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if err := runFails(t, again); !errors.Is(err, ErrRemoved) {
 		t.Fatalf("Run of the removed member on its old data dir: %v, want ErrRemoved", err)
+	}
+	if strings.Contains(logs.String(), "level=ERROR") {
+		t.Errorf("the refused restart logged errors before its own:\n%s", logs.String())
 	}
 
 	fresh := cfg
 	fresh.DataDir = t.TempDir()
-	again := mustRun(t, fresh)
+	rejoined := mustRun(t, fresh)
 	if err := checkMembers(cli, "n1", "n2", "n3", "n4"); err != nil {
 		t.Fatal(err)
 	}
-	if got := get(t, newClient(t, again.ClientURLs()...), "via-n4"); got != "4" {
+	if got := get(t, newClient(t, rejoined.ClientURLs()...), "via-n4"); got != "4" {
 		t.Fatalf("get via-n4 from re-joined n4 = %q, want 4", got)
 	}
 }

@@ -180,6 +180,8 @@ func checkURLs(field string, urls []string, bind bool) error {
 func checkURL(s string, bind bool) error {
 	u, err := url.Parse(s)
 	switch {
+	case err != nil && strings.Contains(err.Error(), "invalid port"):
+		return errors.New("must have a port in 1..65535")
 	case err != nil:
 		return errors.New("must be http://host:port")
 	case u.Scheme == "https":

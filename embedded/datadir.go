@@ -77,3 +77,10 @@ func hasMember(dir string) bool {
 	wals, err := filepath.Glob(filepath.Join(dir, "member", "wal", "*.wal"))
 	return err == nil && len(wals) > 0
 }
+
+// dirExists reports whether path exists (as anything: lockDataDir reports
+// what it cannot use).
+func dirExists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

@@ -22,8 +22,9 @@ import (
 )
 
 const (
-	requestTimeout = 5 * time.Second        // one membership request
-	retryInterval  = 200 * time.Millisecond // between membership attempts
+	requestTimeout   = 5 * time.Second        // one membership request
+	retryInterval    = 200 * time.Millisecond // between membership attempts, at first
+	maxRetryInterval = 2 * time.Second        // between refused member adds, at most
 )
 
 // bootstrapConfig decides how this start forms or enters the cluster and
@@ -63,7 +64,8 @@ func (m *Member) join(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("embedded: join %s: %w", strings.Join(c.Join, ","), err)
 	}
 	defer cli.Close()
-	for attempt := 0; ; attempt++ {
+	bo := retry.Backoff{Base: retryInterval, Max: maxRetryInterval}
+	for {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		resp, err := cli.MemberAddAsLearner(rctx, c.InitialAdvertisePeerURLs)
 		cancel()
@@ -80,12 +82,11 @@ func (m *Member) join(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("embedded: join %s: add member %s: %w",
 				strings.Join(c.Join, ","), strings.Join(c.InitialAdvertisePeerURLs, ","), m.requestError(ctx, err))
 		}
-		if attempt%25 == 0 { // every 5s: etcd refuses adds while any voting member is down
-			m.log.Warn("cluster not ready to add a member (every voting member must be up and connected); retrying",
-				"error", err)
+		if reason := m.refusedAdd(ctx, cli, err); m.setWaiting(reason) {
+			m.log.Warn("waiting to join the cluster", "name", c.Name, "reason", reason)
 		}
-		if !retry.Sleep(ctx, retryInterval) {
-			return "", fmt.Errorf("%w (last error: %w)", m.ctxError(ctx, "join: add member", ""), err)
+		if !retry.Sleep(ctx, bo.Next()) {
+			return "", fmt.Errorf("%w: %s", m.ctxError(ctx, "join", ""), m.Waiting())
 		}
 	}
 }
@@ -199,6 +200,8 @@ func (m *Member) promote(ctx context.Context) error {
 	}
 	defer cli.Close()
 	var last error
+	m.setWaiting(fmt.Sprintf("joining via %s: added as a learner; waiting to be promoted to a voting member once it has caught up with the leader",
+		strings.Join(m.cfg.Join, ", ")))
 	for s.IsLearner() {
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		_, err := cli.MemberPromote(rctx, id)

@@ -32,31 +32,39 @@ func zapLevel(l *slog.Logger) (lvl zapcore.Level, ok bool) {
 	return zapcore.InvalidLevel, false
 }
 
+// lifeState is what etcd's logger knows of the member's life; Member sets
+// it, the zap cores read it. Safe for concurrent use.
+type lifeState struct {
+	removed  atomic.Bool // etcd said this member was removed
+	closing  atomic.Bool // stopping began: peer and listener losses are expected
+	starting atomic.Bool // start-up (join, catch-up) not finished yet
+}
+
 // newZapLogger builds etcd's logger: entries go to l's handler (so etcd's
 // lines share the sidecar's format and destination) with component=etcd, at
 // the level derived from l, or nowhere when l discards. Whatever the level,
-// warnings that say this member was removed set removed. Once closing is
-// set, etcd's complaints about its own listeners closing are dropped.
-func newZapLogger(l *slog.Logger, removed, closing *atomic.Bool) *zap.Logger {
+// warnings that say this member was removed set st.removed. Known-harmless
+// lines of the member's own start-up and shutdown are demoted (see quiet).
+func newZapLogger(l *slog.Logger, st *lifeState) *zap.Logger {
 	inner := zapcore.NewNopCore()
 	if lvl, ok := zapLevel(l); ok {
-		inner = slogCore{h: l.With("component", "etcd").Handler(), lvl: lvl, closing: closing}
+		inner = slogCore{h: l.With("component", "etcd").Handler(), lvl: lvl, st: st}
 	}
-	return zap.New(watchCore{Core: inner, removed: removed})
+	return zap.New(watchCore{Core: inner, removed: &st.removed})
 }
 
 // slogCore is a zap core that hands etcd's entries to a slog handler.
 type slogCore struct {
-	h       slog.Handler
-	lvl     zapcore.Level
-	closing *atomic.Bool
+	h   slog.Handler
+	lvl zapcore.Level
+	st  *lifeState
 }
 
 func (c slogCore) Enabled(l zapcore.Level) bool { return l >= c.lvl }
 func (c slogCore) Sync() error                  { return nil }
 
 func (c slogCore) With(fields []zapcore.Field) zapcore.Core {
-	return slogCore{h: c.h.WithAttrs(slogAttrs(fields)), lvl: c.lvl, closing: c.closing}
+	return slogCore{h: c.h.WithAttrs(slogAttrs(fields)), lvl: c.lvl, st: c.st}
 }
 
 func (c slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
@@ -87,23 +95,72 @@ func shutdownNoise(msg string, attrs []slog.Attr) bool {
 	return false
 }
 
+// closingQuiet are the warnings etcd prints about its own peer connections
+// and leadership while this member stops on purpose: every other member
+// reports the loss of this one, this one need not.
+var closingQuiet = []string{
+	"closed TCP streaming connection with remote peer",
+	"lost TCP streaming connection with remote peer",
+	"peer became inactive (message send to peer failed)",
+	"failed to find remote peer in cluster",
+	"leadership transfer failed",
+	"failed to publish local member to cluster through raft",
+	"stopped publish because server is stopping",
+}
+
+// serverStopping is the error of etcd's servers when the etcd server stops
+// under them; why it stopped is reported on its own.
+const serverStopping = "server is stopping"
+
+// startingQuiet are the lines a new member (a learner catching up) prints
+// about its storage version before it has applied its first term, with
+// missingTerm in their error; the version monitor tries again later.
+var startingQuiet = []string{"Failed to detect schema version", "failed to update storage version"}
+
+const missingTerm = "missing term information"
+
+// quiet reports whether an entry is expected in the member's present
+// situation and so belongs at debug level.
+func (c slogCore) quiet(msg string, attrs []slog.Attr) bool {
+	switch {
+	case c.st.closing.Load() && slices.Contains(closingQuiet, msg):
+		return true
+	case msg == servingFailed:
+		return hasError(attrs, serverStopping)
+	case c.st.starting.Load() && slices.Contains(startingQuiet, msg):
+		return hasError(attrs, missingTerm)
+	}
+	return false
+}
+
+// hasError reports whether attrs has an error attribute containing text.
+func hasError(attrs []slog.Attr, text string) bool {
+	return slices.ContainsFunc(attrs, func(a slog.Attr) bool {
+		return a.Key == "error" && strings.Contains(a.Value.String(), text)
+	})
+}
+
 func (c slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	attrs := slogAttrs(fields)
-	if c.closing.Load() && shutdownNoise(e.Message, attrs) {
+	if c.st.closing.Load() && shutdownNoise(e.Message, attrs) {
 		return nil // normal shutdown, not an error worth a line
 	}
 	level := slog.LevelError
 	switch {
-	case e.Level <= zapcore.DebugLevel:
+	case e.Level <= zapcore.DebugLevel || c.quiet(e.Message, attrs):
 		level = slog.LevelDebug
 	case e.Level == zapcore.InfoLevel:
 		level = slog.LevelInfo
 	case e.Level == zapcore.WarnLevel:
 		level = slog.LevelWarn
 	}
+	ctx := context.Background()
+	if !c.h.Enabled(ctx, level) {
+		return nil
+	}
 	r := slog.NewRecord(e.Time, level, e.Message, 0)
 	r.AddAttrs(attrs...)
-	return c.h.Handle(context.Background(), r)
+	return c.h.Handle(ctx, r)
 }
 
 // slogAttrs turns zap fields into slog attributes, sorted by key.

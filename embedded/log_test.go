@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"go.uber.org/zap"
@@ -38,8 +37,9 @@ func TestZapLevel(t *testing.T) {
 }
 
 func TestZapLoggerDetectsRemoval(t *testing.T) {
-	var removed, closing atomic.Bool
-	zl := newZapLogger(slog.New(slog.DiscardHandler), &removed, &closing)
+	var st lifeState
+	removed := &st.removed
+	zl := newZapLogger(slog.New(slog.DiscardHandler), &st)
 	removedErr := errors.New("the member has been permanently removed from the cluster")
 
 	zl.Info("server error", zap.Error(removedErr))
@@ -58,9 +58,10 @@ func TestZapLoggerDetectsRemoval(t *testing.T) {
 // closing.
 func TestZapLoggerForwardsToSlog(t *testing.T) {
 	var buf bytes.Buffer
-	var removed, closing atomic.Bool
+	var st lifeState
+	closing := &st.closing
 	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	zl := newZapLogger(l, &removed, &closing)
+	zl := newZapLogger(l, &st)
 	zl.Info("below etcd's level")
 	zl.With(zap.String("local-member-id", "8e9e")).Warn("slow fdatasync", zap.Duration("took", 1500e6))
 	closed := errors.New("accept tcp 127.0.0.1:2379: use of closed network connection")
@@ -82,6 +83,53 @@ func TestZapLoggerForwardsToSlog(t *testing.T) {
 	for _, unwanted := range []string{"below etcd's level", "serving failed at close", "setting up serving"} {
 		if strings.Contains(out, unwanted) {
 			t.Errorf("log has %q:\n%s", unwanted, out)
+		}
+	}
+}
+
+// Lines etcd prints in a known situation of the member's own life are
+// debug; the same lines outside it, and other lines in it, keep their level.
+func TestZapLoggerQuietsKnownSituations(t *testing.T) {
+	var buf bytes.Buffer
+	var st lifeState
+	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	zl := newZapLogger(l, &st)
+	noTerm := errors.New("cannot detect storage schema version: missing term information")
+	lost := "lost TCP streaming connection with remote peer"
+
+	zl.Error("failed to update storage version", zap.Error(noTerm))
+	zl.Warn(lost, zap.Error(errors.New("EOF")))
+	st.starting.Store(true)
+	zl.Error("failed to update storage version", zap.String("cluster-version", "3.7.0"), zap.Error(noTerm))
+	zl.Warn("Failed to detect schema version", zap.Error(errors.New("missing term information")))
+	zl.Error("failed to update storage version", zap.Error(errors.New("disk full")))
+	zl.Error("setting up serving from embedded etcd failed.", zap.Error(errors.New("server is stopping")))
+	st.starting.Store(false)
+	st.closing.Store(true)
+	zl.Warn(lost, zap.Error(errors.New("context canceled")))
+	zl.Warn("closed TCP streaming connection with remote peer")
+	zl.Warn("leadership transfer failed", zap.Error(errors.New("etcdserver: unhealthy cluster")))
+	zl.Warn("slow fdatasync")
+
+	got := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := []string{
+		`level=ERROR msg="failed to update storage version"`,
+		`level=WARN msg="lost TCP streaming connection with remote peer"`,
+		`level=DEBUG msg="failed to update storage version"`,
+		`level=DEBUG msg="Failed to detect schema version"`,
+		`level=ERROR msg="failed to update storage version" component=etcd error="disk full"`,
+		`level=DEBUG msg="setting up serving from embedded etcd failed."`,
+		`level=DEBUG msg="lost TCP streaming connection with remote peer"`,
+		`level=DEBUG msg="closed TCP streaming connection with remote peer"`,
+		`level=DEBUG msg="leadership transfer failed"`,
+		`level=WARN msg="slow fdatasync"`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(got), len(want), buf.String())
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("line %d = %s\nwant it to contain %s", i+1, got[i], want[i])
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -32,11 +33,11 @@ type Member struct {
 	cfg     Config // defaults applied
 	log     *slog.Logger
 	zl      *zap.Logger
-	removed *atomic.Bool  // etcd logged that this member was removed
-	stopped *atomic.Bool  // stopping began: listener errors are expected
-	ready   chan struct{} // closed once the member serves
-	id      atomic.Uint64 // the member's ID, set before ready is closed
-	ran     atomic.Bool   // Run was called
+	life    *lifeState             // removed, closing, starting: shared with etcd's logger
+	ready   chan struct{}          // closed once the member serves
+	id      atomic.Uint64          // the member's ID, set before ready is closed
+	ran     atomic.Bool            // Run was called
+	waiting atomic.Pointer[string] // what start-up waits for, if anything (see Waiting)
 
 	// Used by Run's goroutine only.
 	lock *fileutil.LockedFile
@@ -51,13 +52,12 @@ func New(cfg Config) (*Member, error) {
 	}
 	c := cfg.withDefaults()
 	m := &Member{
-		cfg:     c,
-		log:     c.Logger.With("component", "embedded"),
-		removed: new(atomic.Bool),
-		stopped: new(atomic.Bool),
-		ready:   make(chan struct{}),
+		cfg:   c,
+		log:   c.Logger.With("component", "embedded"),
+		life:  new(lifeState),
+		ready: make(chan struct{}),
 	}
-	m.zl = newZapLogger(c.Logger, m.removed, m.stopped)
+	m.zl = newZapLogger(c.Logger, m.life)
 	return m, nil
 }
 
@@ -80,7 +80,11 @@ func (m *Member) Run(ctx context.Context) error {
 	if !m.ran.CompareAndSwap(false, true) {
 		return fmt.Errorf("embedded: member %q: Run called twice; make a new Member to start it again", m.cfg.Name)
 	}
-	if err := m.start(ctx); err != nil {
+	m.life.starting.Store(true)
+	err := m.start(ctx)
+	m.life.starting.Store(false)
+	m.setWaiting("")
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil // cancelled during start-up
 		}
@@ -91,7 +95,7 @@ func (m *Member) Run(ctx context.Context) error {
 	close(m.ready)
 	m.log.Info("etcd member started", "name", c.Name, "member_id", fmt.Sprintf("%x", m.ID()),
 		"client_urls", c.AdvertiseClientURLs, "peer_urls", c.InitialAdvertisePeerURLs, "path", c.DataDir)
-	err := m.serve(ctx)
+	err = m.serve(ctx)
 	m.stop()
 	return err
 }
@@ -106,6 +110,7 @@ func (m *Member) Ready() <-chan struct{} { return m.ready }
 func (m *Member) start(ctx context.Context) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, m.cfg.StartTimeout, errStartTimeout)
 	defer cancel()
+	created := !dirExists(m.cfg.DataDir)
 	lock, err := lockDataDir(m.cfg.DataDir)
 	if err != nil {
 		return err
@@ -113,25 +118,40 @@ func (m *Member) start(ctx context.Context) error {
 	m.lock = lock
 	ec, err := m.bootstrapConfig(ctx)
 	if err != nil {
+		m.removeUnused(created)
 		lock.Close()
 		return err
 	}
-	if m.etcd, err = m.startEtcd(ctx, ec); err != nil {
+	if m.etcd, err = m.startEtcd(ctx, ec, created); err != nil {
 		return err // startEtcd released the lock, or will once etcd returns
 	}
 	if err := m.waitServing(ctx); err != nil {
-		m.stopped.Store(true)
+		m.life.closing.Store(true)
 		closeUnready(m.etcd)
+		m.removeUnused(created)
 		lock.Close()
 		return err
 	}
 	return nil
 }
 
+// removeUnused removes the data dir after a failed start-up when this
+// start created it and it holds no member: an empty dir left behind would
+// only suggest that the node has data. It runs before the lock is released,
+// so that it cannot remove the dir of a start that follows.
+func (m *Member) removeUnused(created bool) {
+	if !created || hasMember(m.cfg.DataDir) {
+		return
+	}
+	if err := os.RemoveAll(m.cfg.DataDir); err != nil {
+		m.log.Warn("cannot remove unused data dir", "path", m.cfg.DataDir, "err", err)
+	}
+}
+
 // startEtcd runs embed.StartEtcd, which can block (on DNS, on peers, on a
 // database another process locks), without outliving ctx. If ctx ends first,
 // a goroutine closes etcd and releases the data dir when StartEtcd returns.
-func (m *Member) startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, error) {
+func (m *Member) startEtcd(ctx context.Context, ec *embed.Config, created bool) (*embed.Etcd, error) {
 	type result struct {
 		e   *embed.Etcd
 		err error
@@ -144,6 +164,7 @@ func (m *Member) startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, 
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			m.removeUnused(created)
 			m.lock.Close()
 			return nil, m.cfg.startError(r.err)
 		}
@@ -151,9 +172,10 @@ func (m *Member) startEtcd(ctx context.Context, ec *embed.Config) (*embed.Etcd, 
 	case <-ctx.Done():
 		go func() {
 			if r := <-ch; r.e != nil {
-				m.stopped.Store(true)
+				m.life.closing.Store(true)
 				closeUnready(r.e)
 			}
+			m.removeUnused(created)
 			m.lock.Close()
 		}()
 		return nil, m.ctxError(ctx, "start etcd", "")
@@ -172,6 +194,7 @@ func closeUnready(e *embed.Etcd) {
 // learner, until it is promoted.
 func (m *Member) waitServing(ctx context.Context) error {
 	s := m.etcd.Server
+	m.setWaiting("waiting for a quorum of the cluster's members to start and reach each other's peer URLs")
 	select {
 	case <-s.ReadyNotify():
 	case err := <-m.etcd.Err():
@@ -205,7 +228,8 @@ func (m *Member) serve(ctx context.Context) error {
 
 // stop stops the serving member and releases the data dir.
 func (m *Member) stop() {
-	m.stopped.Store(true)
+	m.life.closing.Store(true)
+	m.handOver()
 	m.etcd.Close()
 	m.lock.Close()
 	m.log.Info("etcd member stopped", "name", m.cfg.Name)
@@ -220,7 +244,7 @@ func (m *Member) stoppedError() error {
 // member was removed, that is the error.
 func (m *Member) serverError(err error) error {
 	s := m.etcd.Server
-	if m.removed.Load() || s.IsIDRemoved(uint64(s.MemberID())) {
+	if m.life.removed.Load() || s.IsIDRemoved(uint64(s.MemberID())) {
 		return m.removedError()
 	}
 	return fmt.Errorf("embedded: member %q: %w", m.cfg.Name, err)

@@ -24,7 +24,9 @@ const (
 // maxCheckOutput bounds the HTTP body read and the command output kept.
 const maxCheckOutput = 512
 
-// probe runs one check; nil means it passed.
+// probe runs one check; nil means it passed. Its error is shown to people
+// as the check's output (status, the log), so it starts with the kind of
+// check rather than a package prefix.
 type probe func(ctx context.Context) error
 
 // newProbe returns the probe of c, or nil when c configures no check.
@@ -48,17 +50,17 @@ func httpProbe(url string) probe {
 	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return fmt.Errorf("registry: check http: %w", err)
+			return fmt.Errorf("http check: %w", err)
 		}
 		req.Header.Set("User-Agent", "sidecar-health-check")
 		resp, err := client.Do(req)
 		if err != nil {
-			return fmt.Errorf("registry: check http: %w", err)
+			return fmt.Errorf("http check: %w", err)
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, maxCheckOutput))
 		if resp.StatusCode < 200 || resp.StatusCode > 299 {
-			return fmt.Errorf("registry: check http %s: status %d: %s", url, resp.StatusCode, oneLine(body))
+			return fmt.Errorf("http check %s: status %d: %s", url, resp.StatusCode, oneLine(body))
 		}
 		return nil
 	}
@@ -69,7 +71,7 @@ func tcpProbe(addr string) probe {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
-			return fmt.Errorf("registry: check tcp: %w", err)
+			return fmt.Errorf("tcp check: %w", err)
 		}
 		return conn.Close()
 	}
@@ -90,7 +92,7 @@ func execProbe(argv []string) probe {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w (%w)", err, ctx.Err())
 			}
-			return fmt.Errorf("registry: check exec %q: %w: %s", argv[0], err, oneLine(out.Bytes()))
+			return fmt.Errorf("exec check %q: %w: %s", argv[0], err, oneLine(out.Bytes()))
 		}
 		return nil
 	}

@@ -24,6 +24,17 @@ const (
 	DefaultFailuresBeforeCritical = 3
 )
 
+// DefaultTimeout is the check timeout used when none is set:
+// DefaultCheckTimeout, or the interval when that is shorter, so that a
+// check never outlasts its interval. A non-positive interval (an error
+// reported on its own) gives DefaultCheckTimeout.
+func DefaultTimeout(interval time.Duration) time.Duration {
+	if interval <= 0 {
+		return DefaultCheckTimeout
+	}
+	return min(DefaultCheckTimeout, interval)
+}
+
 // ErrInvalidConfig is wrapped by every *FieldError returned by Validate and New.
 var ErrInvalidConfig = errors.New("registry: invalid config")
 
@@ -128,7 +139,7 @@ func (c Config) withDefaults() Config {
 		c.Check.Interval = DefaultCheckInterval
 	}
 	if c.Check.Timeout == 0 {
-		c.Check.Timeout = DefaultCheckTimeout
+		c.Check.Timeout = DefaultTimeout(c.Check.Interval)
 	}
 	if c.Check.FailuresBeforeCritical == 0 {
 		c.Check.FailuresBeforeCritical = DefaultFailuresBeforeCritical

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -13,11 +14,15 @@ import (
 )
 
 // Complete fills the fields whose defaults derive from other fields (node
-// name, embedded name and data dir, advertise URLs, service id, per-mapping
+// name: embedded.name in embedded mode, else the hostname; embedded name
+// and data dir; advertise URLs; service id; check timeout; per-mapping
 // defaults) and renders go-sockaddr templates such as {{ GetPrivateIP }} in
 // every address field. It reports every template that fails, naming the field.
 func (c *Config) Complete() error {
 	var errs []error
+	if c.Name == "" && c.EmbeddedMode() && c.Embedded.Name != "" {
+		c.Name = c.Embedded.Name // the member's name (ETCD_NAME) names the node
+	}
 	if c.Name == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -46,6 +51,9 @@ func (c *Config) Complete() error {
 	}
 	if s := &c.Service; s.Name != "" && s.ID == "" {
 		s.ID = registry.DefaultID(s.Name, c.Name, s.Port)
+	}
+	if chk := &c.Service.Check; chk.Timeout == 0 {
+		chk.Timeout = registry.DefaultTimeout(cmp.Or(chk.Interval, registry.DefaultCheckInterval))
 	}
 	for i := range c.Config {
 		m := &c.Config[i]

@@ -158,8 +158,10 @@ func Defaults() Config {
 			Weight:  100,
 			TTL:     5 * time.Second,
 			Check: CheckConfig{
-				Interval:               registry.DefaultCheckInterval,
-				Timeout:                registry.DefaultCheckTimeout,
+				Interval: registry.DefaultCheckInterval,
+				// Timeout stays 0: Complete sets it from the interval
+				// (registry.DefaultTimeout), so that a short interval
+				// does not meet a longer default timeout.
 				FailuresBeforeCritical: registry.DefaultFailuresBeforeCritical,
 			},
 		},

@@ -196,6 +196,7 @@ func (c *coordinator) stream(w http.ResponseWriter, req, base context.Context, e
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w) // one value per line
+	enc.SetEscapeHTML(false)
 	ev := api.HoldEvent{Event: api.EventAcquired, Name: e.name, Key: e.key, Fence: e.fence, ValidForMS: validFor(h)}
 	if e.kind == api.KindElection {
 		ev.Event = api.EventElected

@@ -232,6 +232,7 @@ func (d *Daemon) startMember(ctx context.Context, fail context.CancelCauseFunc, 
 	if err != nil {
 		return nil, err
 	}
+	d.etcd.setMember(m) // status and health say what its start-up waits for
 	d.log.Info("starting embedded etcd member", "name", mc.Name, "data_dir", mc.DataDir)
 	p.member = startPart("embedded etcd member", fail, m.Run)
 	select {
@@ -241,9 +242,6 @@ func (d *Daemon) startMember(ctx context.Context, fail context.CancelCauseFunc, 
 	case <-ctx.Done():
 		return nil, nil
 	}
-	d.etcd.mu.Lock()
-	d.etcd.member = m
-	d.etcd.mu.Unlock()
 	return m, nil
 }
 

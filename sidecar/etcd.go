@@ -90,6 +90,26 @@ func (e *etcdConn) client() *clientv3.Client {
 	return e.cli
 }
 
+// setMember records the embedded member as soon as it is made, before it
+// serves, so that status and health can say what its start-up waits for.
+func (e *etcdConn) setMember(m *embedded.Member) {
+	e.mu.Lock()
+	e.member = m
+	e.mu.Unlock()
+}
+
+// waiting returns what the embedded member's start-up waits for, or "".
+// It never waits on etcd.
+func (e *etcdConn) waiting() string {
+	e.mu.RLock()
+	m := e.member
+	e.mu.RUnlock()
+	if m == nil {
+		return ""
+	}
+	return m.Waiting()
+}
+
 func (e *etcdConn) setErr(err error) {
 	e.mu.Lock()
 	e.lastErr = err
@@ -138,11 +158,20 @@ func (d *Daemon) connect(ctx context.Context, cc etcdclient.Config) (*clientv3.C
 			return nil, err
 		}
 		wait := bo.Next()
-		d.log.Warn("etcd not reachable, retrying", "err", err, "wait_s", wait.Seconds())
+		d.log.Warn("etcd not reachable, retrying", "reason", describeEtcdErr(err), "wait_s", wait.Seconds())
 		if !retry.Sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// describeEtcdErr is err in the user's words: what it says of each failing
+// endpoint or configuration field (etcdclient.Reasons), else err as is.
+func describeEtcdErr(err error) string {
+	if r := etcdclient.Reasons(err); len(r) > 0 {
+		return strings.Join(r, "; ")
+	}
+	return err.Error()
 }
 
 func errorKind(err error) string {

@@ -66,7 +66,9 @@ func (d *Daemon) instrument(name string, h http.HandlerFunc) http.Handler {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // "->" stays readable, not "-\u003e"
+	enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

@@ -24,10 +24,8 @@ func (d *Daemon) discoveryCache(w http.ResponseWriter) *discovery.Cache {
 }
 
 func (d *Daemon) notReadyReason() string {
-	d.etcd.mu.RLock()
-	defer d.etcd.mu.RUnlock()
-	if d.etcd.lastErr != nil {
-		return d.etcd.lastErr.Error()
+	if r := d.startingReason(); r != "" {
+		return r
 	}
 	return "still connecting"
 }
@@ -137,6 +135,7 @@ func streamNDJSON[T, W any](w http.ResponseWriter, r *http.Request, ch <-chan T,
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w) // one value per line
+	enc.SetEscapeHTML(false)
 	rc.Flush()
 	for {
 		select {

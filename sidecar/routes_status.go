@@ -1,16 +1,14 @@
 package sidecar
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/internal/version"
@@ -40,17 +38,25 @@ func (d *Daemon) etcdComponent() api.Component {
 	st, ok := d.etcd.liveness()
 	switch {
 	case !ok || !st.Answered:
-		c := api.Component{State: api.StateStarting}
-		d.etcd.mu.RLock()
-		if d.etcd.lastErr != nil {
-			c.Error = d.etcd.lastErr.Error()
-		}
-		d.etcd.mu.RUnlock()
-		return c
+		return api.Component{State: api.StateStarting, Error: d.startingReason()}
 	case !st.Up:
 		return api.Component{State: api.StateUnavailable, Error: st.Reason}
 	}
 	return api.Component{State: api.StateOK}
+}
+
+// startingReason says why etcd does not serve yet: what the embedded
+// member's start-up waits for, else the last connection error, else "".
+func (d *Daemon) startingReason() string {
+	if w := d.etcd.waiting(); w != "" {
+		return w
+	}
+	d.etcd.mu.RLock()
+	defer d.etcd.mu.RUnlock()
+	if d.etcd.lastErr != nil {
+		return describeEtcdErr(d.etcd.lastErr)
+	}
+	return ""
 }
 
 // health is 200 when the sidecar itself works: etcd answers, registration
@@ -84,7 +90,7 @@ func (d *Daemon) Status() api.Status {
 		Version:   version.Sidecar(),
 		PID:       os.Getpid(),
 		StartedAt: d.started.UTC().Format(time.RFC3339),
-		UptimeS:   time.Since(d.started).Seconds(),
+		UptimeS:   math.Round(time.Since(d.started).Seconds()*1000) / 1000, // milliseconds
 		Config:    d.configStatus(),
 		Locks:     d.coord.status(api.KindLock),
 		Elections: d.coord.status(api.KindElection),
@@ -107,12 +113,19 @@ func (d *Daemon) etcdStatus() api.EtcdStatus {
 		es.Connected = live.Up
 		es.LastError = live.Reason
 	} else if d.etcd.lastErr != nil {
-		es.LastError = d.etcd.lastErr.Error()
+		es.LastError = describeEtcdErr(d.etcd.lastErr)
 	}
 	if m := d.etcd.member; m != nil {
+		es.Waiting = m.Waiting()
+		if len(es.Endpoints) == 0 { // the client is not built before the member serves
+			es.Endpoints = m.ClientURLs()
+		}
 		es.Member = &api.LocalMember{
-			Name: m.Name(), ID: fmt.Sprintf("%x", m.ID()), ClientURLs: m.ClientURLs(),
+			Name: m.Name(), ClientURLs: m.ClientURLs(),
 			PeerURLs: d.cfg.Embedded.InitialAdvertisePeerURLs, DataDir: d.cfg.Embedded.DataDir,
+		}
+		if id := m.ID(); id != 0 { // known once it serves
+			es.Member.ID = fmt.Sprintf("%x", id)
 		}
 	}
 	return es
@@ -120,56 +133,6 @@ func (d *Daemon) etcdStatus() api.EtcdStatus {
 
 func (d *Daemon) handleStatus(w http.ResponseWriter, r *request) {
 	writeJSON(w, http.StatusOK, d.Status())
-}
-
-// handleCluster lists the members and asks each client endpoint for its
-// status, like `etcdctl endpoint status --cluster`.
-func (d *Daemon) handleCluster(w http.ResponseWriter, r *request) {
-	cli := d.etcd.client()
-	if cli == nil {
-		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+d.notReadyReason())
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	ml, err := cli.MemberList(ctx)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: member list: "+err.Error())
-		return
-	}
-	out := api.Cluster{ClusterID: fmt.Sprintf("%x", ml.Header.ClusterId), Members: make([]api.Member, len(ml.Members))}
-	var wg sync.WaitGroup
-	for i, m := range ml.Members {
-		am := api.Member{ID: fmt.Sprintf("%x", m.ID), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs,
-			IsLearner: m.IsLearner, Endpoints: make([]api.EndpointStatus, len(m.ClientURLs))}
-		for j, ep := range m.ClientURLs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				am.Endpoints[j] = endpointStatus(ctx, cli, ep)
-			}()
-		}
-		out.Members[i] = am
-	}
-	wg.Wait()
-	writeJSON(w, http.StatusOK, out)
-}
-
-func endpointStatus(ctx context.Context, cli *clientv3.Client, ep string) api.EndpointStatus {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	es := api.EndpointStatus{Endpoint: ep}
-	st, err := cli.Status(ctx, ep)
-	if err != nil {
-		es.Error = err.Error()
-		return es
-	}
-	es.Version = st.Version
-	es.DBSize, es.DBSizeInUse = st.DbSize, st.DbSizeInUse
-	es.IsLeader = st.Leader == st.Header.MemberId
-	es.RaftTerm, es.RaftIndex, es.RaftApplied = st.RaftTerm, st.RaftIndex, st.RaftAppliedIndex
-	es.Errors = st.Errors
-	return es
 }
 
 func (d *Daemon) promHandler() http.Handler {

@@ -7,17 +7,34 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sidecar-dev/sidecar/configsync"
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/names"
 	"github.com/sidecar-dev/sidecar/registry"
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (sun_path).
 const maxSocketPath = 107
+
+// FieldError is one problem of the configuration, in the user's words:
+// the field (a dotted key such as service.port, or the environment
+// variable that set it), the value as written for people (empty: not
+// shown) and what is allowed.
+type FieldError struct {
+	Field, Value, Want string
+}
+
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return e.Field + ": " + e.Want
+	}
+	return e.Field + ": " + e.Value + ": " + e.Want
+}
 
 // problems collects validation errors, each naming field, value and what is allowed.
 type problems []error
@@ -29,11 +46,7 @@ func (p *problems) add(field string, value any, want string) {
 // addText adds a problem whose value is already written for people; an
 // empty value is left out.
 func (p *problems) addText(field, value, want string) {
-	if value == "" {
-		*p = append(*p, fmt.Errorf("%s: %s", field, want))
-		return
-	}
-	*p = append(*p, fmt.Errorf("%s: %s: %s", field, value, want))
+	*p = append(*p, &FieldError{Field: field, Value: value, Want: want})
 }
 
 func show(v any) string {
@@ -89,15 +102,55 @@ func (c *Config) validateEtcd(p *problems) {
 		p.add("etcd.namespace", ns, "want a key prefix starting with '/' and not ending with '/', such as /sidecar")
 	}
 	if c.EmbeddedMode() {
-		mc := c.EmbeddedMember()
-		if err := mc.Validate(); err != nil {
-			*p = append(*p, err)
-		}
+		c.validateEmbedded(p)
 		return
 	}
-	if _, err := c.ClientConfig(); err != nil {
+	_, err := c.ClientConfig()
+	for _, err := range leaves(err) {
+		var fe *etcdclient.FieldError
+		if errors.As(err, &fe) { // worded for developers: "etcdclient: field value: reason"
+			p.addText(fe.Field, fe.Value, fe.Reason)
+			continue
+		}
 		*p = append(*p, err)
 	}
+}
+
+// validateEmbedded checks the embedded member with the embedded package's
+// rules. Fields that Complete derived from others (advertise URLs copied
+// from the listen URLs, embedded.name from name) are not checked again: a
+// problem of theirs is reported on the field the user wrote.
+func (c *Config) validateEmbedded(p *problems) {
+	mc := c.EmbeddedMember()
+	if slices.Equal(mc.AdvertiseClientURLs, mc.ListenClientURLs) {
+		mc.AdvertiseClientURLs = nil // the embedded package defaults it alike
+	}
+	if slices.Equal(mc.InitialAdvertisePeerURLs, mc.ListenPeerURLs) {
+		mc.InitialAdvertisePeerURLs = nil
+	}
+	nameDerived := mc.Name == c.Name && !names.Valid(c.Name)
+	for _, err := range leaves(mc.Validate()) {
+		if nameDerived && strings.HasPrefix(err.Error(), "embedded.name:") {
+			continue // the node name's problem, reported under name
+		}
+		*p = append(*p, err)
+	}
+}
+
+// leaves returns the errors joined in err (errors.Join), at any depth.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, leaves(e)...)
+	}
+	return out
 }
 
 // validateService checks the service section with the registry's rules:
@@ -113,7 +166,7 @@ func (c *Config) validateService(p *problems) {
 	if s.ID == registry.DefaultID(s.Name, c.Name, s.Port) {
 		rc.ID = "" // derived: the registry words a problem of the default id itself
 	}
-	for _, err := range unjoin(rc.Validate()) {
+	for _, err := range leaves(rc.Validate()) {
 		var fe *registry.FieldError
 		if !errors.As(err, &fe) {
 			*p = append(*p, fmt.Errorf("service: %w", err))
@@ -127,7 +180,7 @@ func (c *Config) validateService(p *problems) {
 		}
 	}
 	interval := cmp.Or(s.Check.Interval, registry.DefaultCheckInterval)
-	if timeout := cmp.Or(s.Check.Timeout, registry.DefaultCheckTimeout); interval > 0 && timeout > interval {
+	if timeout := cmp.Or(s.Check.Timeout, registry.DefaultTimeout(interval)); interval > 0 && timeout > interval {
 		p.add("service.check.timeout", timeout, "want a duration no longer than service.check.interval ("+interval.String()+")")
 	}
 }
@@ -172,17 +225,6 @@ func (c *Config) serviceProblem(fe *registry.FieldError) (field, value, want str
 	return field, fe.Value, fe.Reason
 }
 
-// unjoin returns the errors joined in err (errors.Join), or err alone.
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
 // validateMappings checks the config section: each mapping with
 // configsync's rules (worded in the user's terms), and the daemon's own:
 // where its directory may be, and that directories do not overlap.
@@ -201,12 +243,12 @@ func (c *Config) validateMappings(p *problems) {
 		}
 		mc, errs := m.mapping()
 		if mc != nil {
-			errs = append(errs, unjoin(mc.Validate())...)
+			errs = append(errs, leaves(mc.Validate())...)
 		}
 		if rc, err := m.OnChange.reload(); err != nil {
 			errs = append(errs, err)
 		} else {
-			errs = append(errs, unjoin(rc.Validate())...)
+			errs = append(errs, leaves(rc.Validate())...)
 		}
 		for _, err := range errs {
 			m.addProblem(p, f, err)
@@ -258,7 +300,7 @@ func (m MappingConfig) mapping() (*configsync.Config, []error) {
 	}
 	owner, err := configsync.LookupOwner(m.Owner, m.Group)
 	if err != nil {
-		errs = append(errs, unjoin(err)...)
+		errs = append(errs, leaves(err)...)
 	}
 	if len(errs) > 0 {
 		return nil, errs

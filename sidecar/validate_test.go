@@ -204,6 +204,16 @@ func TestValidateReportsOnce(t *testing.T) {
 		{"bad namespace", func(c *Config) { c.Etcd.Namespace = "sidecar/" }, `etcd.namespace: "sidecar/"`},
 		{"port out of range, default id", func(c *Config) { c.Service.Port = 70000 }, "service.port: 70000"},
 		{"address empty, default id", func(c *Config) { c.Service.Address = "" }, `service.address: ""`},
+		{"bad service name with spaces, default id", func(c *Config) { c.Service.Name = "bad name!" }, `service.name: "bad name!"`},
+		{"node name with a space, derived embedded.name", func(c *Config) { c.Name = "web 1" }, `name: "web 1"`},
+		{"listen client url port, derived advertise url", func(c *Config) { c.Embedded.ListenClientURLs = []string{"http://127.0.0.1:99999"} },
+			`embedded.listen_client_urls[0]: "http://127.0.0.1:99999" must have a port in 1..65535`},
+		{"listen peer url, derived advertise url", func(c *Config) { c.Embedded.ListenPeerURLs = []string{"http://127.0.0.1:2380x"} },
+			`embedded.listen_peer_urls[0]: "http://127.0.0.1:2380x"`},
+		{"unspecified listen address, derived advertise url", func(c *Config) { c.Embedded.ListenClientURLs = []string{"http://0.0.0.0:2379"} },
+			`embedded.advertise_client_urls: [] defaults to listen_client_urls, but "http://0.0.0.0:2379" is an unspecified address no one can dial; set advertise_client_urls`},
+		{"check interval below the default timeout, timeout set", func(c *Config) { c.Service.Check.Interval, c.Service.Check.Timeout = time.Second, 3*time.Second },
+			"service.check.timeout: 3s: want a duration no longer than service.check.interval (1s)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -55,6 +55,6 @@ func printCluster(out io.Writer, cl api.Cluster) error {
 	if err := table.Render(); err != nil {
 		return fmt.Errorf("render table: %w", err)
 	}
-	fmt.Fprintf(out, "cluster id %s, %d members\n", cl.ClusterID, len(cl.Members))
+	fmt.Fprintf(out, "cluster id %s, %s\n", cl.ClusterID, plural(len(cl.Members), "member"))
 	return nil
 }

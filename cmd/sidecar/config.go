@@ -17,7 +17,7 @@ func newConfigCmd() *cobra.Command {
 	var asJSON, watch bool
 	cmd := &cobra.Command{
 		Use:   "config [--watch] [--json]",
-		Short: "Show the config mappings: prefix, directory, applied revision, files, rejected keys, last error (--watch: each batch as it lands)",
+		Short: "Show the config mappings: prefix, directory, applied revision, files, rejected keys, last error (--watch: each batch as it lands); `config example` prints a full configuration file",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if watch {
@@ -36,6 +36,7 @@ func newConfigCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (one object per line with --watch)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "print each batch of changes once it is on disk")
+	cmd.AddCommand(newConfigExampleCmd())
 	return cmd
 }
 

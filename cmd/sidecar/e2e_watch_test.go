@@ -68,7 +68,7 @@ func startWatch(t *testing.T, p *daemonProc) *watcher {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("watch printed nothing within 30s: %q", w.stdout.String())
 	}
-	if out := w.stdout.String(); !strings.HasPrefix(out, "orders: 1 instances") {
+	if out := w.stdout.String(); !strings.HasPrefix(out, "orders: 1 instance at") {
 		t.Fatalf("watch output %q, want the orders instance", out)
 	}
 	return w

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -13,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
+	"github.com/sidecar-dev/sidecar/client"
 	"github.com/sidecar-dev/sidecar/sidecar"
 )
 
@@ -32,8 +36,10 @@ var flagKeys = map[string]string{
 // flags, each beating the one before; in embedded mode etcd's own ETCD_*
 // variables fill embedded fields left unset. Map fields (service.metadata)
 // keep the case of their keys (see rawMaps); in the environment they are
-// JSON objects. Unknown fields and values that do not parse are reported
-// together, each naming the field or variable.
+// JSON objects. Every problem is reported, together, each naming the field,
+// variable or flag the user wrote: unknown fields (with the closest known
+// field), SIDECAR_* variables that set nothing (see unknownVars) and values
+// that do not parse (each a *badValue naming the key it was meant for).
 func loadConfig(file string, flags *pflag.FlagSet, environ []string) (sidecar.Config, error) {
 	env := envMap(environ)
 	v := viper.New()
@@ -42,41 +48,56 @@ func loadConfig(file string, flags *pflag.FlagSet, environ []string) (sidecar.Co
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
-			return cfg, fmt.Errorf("config file %s: %w", file, err)
+			return cfg, errors.Join(append([]error{fileError(file, err)}, unknownVars(env)...)...)
 		}
 	}
+	errs := unknownFields(v.AllSettings(), reflect.TypeOf(cfg), "")
+	errs = append(errs, unknownVars(env)...)
+	source := map[string]string{} // key → the variable or flag that set it
 	for _, key := range leafKeys(reflect.TypeOf(cfg), "") {
 		if val, ok := env[envVar(key)]; ok {
 			v.Set(key, val) // environment beats the file
+			source[key] = envVar(key)
 		}
 	}
-	userMaps, errs := rawMaps(file, mapKeys(reflect.TypeOf(cfg), ""), env)
-	if val, ok := env["SIDECAR_SOCKET"]; ok && env["SIDECAR_API_SOCKET"] == "" {
+	userMaps, mapErrs := rawMaps(file, mapKeys(reflect.TypeOf(cfg), ""), env)
+	errs = append(errs, mapErrs...)
+	if val, ok := env[client.SocketEnv]; ok && env["SIDECAR_API_SOCKET"] == "" {
 		v.Set("api.socket", val) // the CLI's variable works for the daemon too
+		source["api.socket"] = client.SocketEnv
 	}
 	if flags != nil {
 		for name, key := range flagKeys {
 			if f := flags.Lookup(name); f != nil && f.Changed {
 				v.Set(key, flagValue(f))
+				source[key] = "--" + name
 			}
 		}
 	}
 	if v.GetString("etcd.dns_srv") == "" && len(v.GetStringSlice("etcd.endpoints")) == 0 {
-		errs = append(errs, applyEtcdEnv(v, env)...)
+		errs = append(errs, applyEtcdEnv(v, env, source)...)
 	}
-	var md mapstructure.Metadata
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) {
-		dc.Metadata = &md
 		dc.ZeroFields = true
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(keepCaseHook, durationHook, byteSizeHook, mapstructure.StringToWeakSliceHookFunc(","))
 	})
-	errs = append(errs, decodeErrors(err)...)
+	errs = append(errs, decodeErrors(err, source)...)
 	setMaps(&cfg, userMaps)
-	slices.Sort(md.Unused)
-	for _, k := range md.Unused {
-		errs = append(errs, fmt.Errorf("%s: unknown field", k))
-	}
 	return cfg, errors.Join(errs...)
+}
+
+// fileError words a file that cannot be read or parsed: the file and the
+// YAML library's line and reason, without viper's "While parsing config"
+// or the library's "yaml:" prefix.
+func fileError(file string, err error) error {
+	var pe viper.ConfigParseError
+	if errors.As(err, &pe) && pe.Unwrap() != nil {
+		err = pe.Unwrap()
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("config file %s: no such file", file)
+	}
+	return fmt.Errorf("config file %s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
 func flagValue(f *pflag.Flag) any {
@@ -152,33 +173,45 @@ func byteSizeHook(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
-// decodeErrors flattens mapstructure's joined errors into one per field.
-func decodeErrors(err error) []error {
+// badValue is a value that could not be read into the configuration key
+// (a dotted key such as service.port): the field keeps its zero value, whose
+// problems are not reported again (see configError).
+type badValue struct {
+	key string
+	err error
+}
+
+func (b *badValue) Error() string { return b.err.Error() }
+func (b *badValue) Unwrap() error { return b.err }
+
+// decodeErrors flattens mapstructure's joined errors into one per field,
+// each naming the variable or flag that set the field (source), else the
+// field.
+func decodeErrors(err error, source map[string]string) []error {
 	if err == nil {
 		return nil
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range j.Unwrap() {
-			out = append(out, decodeErrors(e)...)
+			out = append(out, decodeErrors(e, source)...)
 		}
 		return out
 	}
 	de, ok := err.(*mapstructure.DecodeError)
 	if !ok {
 		if inner := errors.Unwrap(err); inner != nil {
-			return decodeErrors(inner) // mapstructure's "decoding failed" wrapper
+			return decodeErrors(inner, source) // mapstructure's "decoding failed" wrapper
 		}
 		return []error{err}
 	}
-	{
-		inner := de.Unwrap()
-		var pe *mapstructure.ParseError
-		if errors.As(inner, &pe) {
-			return []error{fmt.Errorf("%s: %q: not a valid %s", de.Name(), fmt.Sprint(pe.Value), pe.Expected.Type())}
-		}
-		return []error{fmt.Errorf("%s: %v", de.Name(), inner)}
+	key, inner := de.Name(), de.Unwrap()
+	name := cmp.Or(source[key], key)
+	var pe *mapstructure.ParseError
+	if errors.As(inner, &pe) {
+		return []error{&badValue{key, &sidecar.FieldError{Field: name, Value: strconv.Quote(fmt.Sprint(pe.Value)), Want: "not a valid " + pe.Expected.Type().String()}}}
 	}
+	return []error{&badValue{key, fmt.Errorf("%s: %v", name, inner)}}
 }
 
 // etcdEnv maps etcd's own variables to embedded fields; kind says how the
@@ -205,7 +238,7 @@ var etcdEnv = []struct{ name, key, kind string }{
 // applyEtcdEnv fills embedded fields that no file, SIDECAR_* variable or
 // flag set from etcd's ETCD_* variables, so an etcd.conf environment file
 // works unchanged.
-func applyEtcdEnv(v *viper.Viper, env map[string]string) []error {
+func applyEtcdEnv(v *viper.Viper, env map[string]string, source map[string]string) []error {
 	var errs []error
 	for _, e := range etcdEnv {
 		val, ok := env[e.name]
@@ -213,6 +246,7 @@ func applyEtcdEnv(v *viper.Viper, env map[string]string) []error {
 			continue
 		}
 		val = strings.TrimSpace(val)
+		source[e.key] = e.name
 		switch e.kind {
 		case "list":
 			v.Set(e.key, strings.Split(val, ","))
@@ -233,4 +267,161 @@ func applyEtcdEnv(v *viper.Viper, env map[string]string) []error {
 		}
 	}
 	return errs
+}
+
+// unknownFields reports each key of the file's settings (lower-cased, as
+// viper keeps them) that no field of t has, with the closest field at the
+// same level when one is near; it descends into sections and into the
+// elements of lists of sections. Values of the wrong shape are left to the
+// decoder, which reports them.
+func unknownFields(settings map[string]any, t reflect.Type, prefix string) []error {
+	var errs []error
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		f, ok := fieldByKey(t, k)
+		if !ok {
+			want := "unknown field"
+			if near := closest(k, fieldNames(t)); near != "" {
+				want += "; did you mean " + near + "?"
+			}
+			errs = append(errs, &sidecar.FieldError{Field: prefix + k, Want: want})
+			continue
+		}
+		switch val := settings[k]; {
+		case f.Type.Kind() == reflect.Struct:
+			if sub, ok := val.(map[string]any); ok {
+				errs = append(errs, unknownFields(sub, f.Type, prefix+k+".")...)
+			}
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			list, _ := val.([]any)
+			for i, e := range list {
+				if sub, ok := e.(map[string]any); ok {
+					errs = append(errs, unknownFields(sub, f.Type.Elem(), fmt.Sprintf("%s%s[%d].", prefix, k, i))...)
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// fieldByKey finds the field of struct type t whose key is k, in any case
+// (as the decoder matches).
+func fieldByKey(t reflect.Type, k string) (reflect.StructField, bool) {
+	for i := range t.NumField() {
+		if strings.EqualFold(t.Field(i).Tag.Get("mapstructure"), k) {
+			return t.Field(i), true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+func fieldNames(t reflect.Type) []string {
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i] = t.Field(i).Tag.Get("mapstructure")
+	}
+	return names
+}
+
+// otherVars are the SIDECAR_* variables that are not configuration keys
+// but are read by the CLI (the socket) or set by sidecar for the commands
+// it runs (SIDECAR_LOCK_*, SIDECAR_ELECTION_*), or by its tests and
+// benchmarks: a daemon started with them is not told they are mistakes.
+// An entry ending in _ is a prefix.
+var otherVars = []string{client.SocketEnv, "SIDECAR_LOCK_", "SIDECAR_ELECTION_", "SIDECAR_TEST_", "SIDECAR_BENCH_"}
+
+// unknownVars reports the SIDECAR_* variables that look meant for the
+// configuration but set nothing: a variable is reported when it is not the
+// variable of a configuration key nor one of otherVars, and either starts
+// with the variable prefix of a section (SIDECAR_SERVICE_, SIDECAR_ETCD_,
+// SIDECAR_CONFIG…) or its name after SIDECAR_ is one edit (two for names
+// longer than 5 letters) away from a configuration variable's (then named
+// as the one meant). Other SIDECAR_* variables are
+// left alone: they may belong to the user's own programs.
+func unknownVars(env map[string]string) []error {
+	t := reflect.TypeOf(sidecar.Config{})
+	var known, suffixes []string
+	for _, key := range append(leafKeys(t, ""), mapKeys(t, "")...) {
+		known = append(known, envVar(key))
+		suffixes = append(suffixes, strings.TrimPrefix(envVar(key), "SIDECAR_"))
+	}
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(env)) {
+		if !strings.HasPrefix(name, "SIDECAR_") || slices.Contains(known, name) || isOtherVar(name) {
+			continue
+		}
+		near := closest(strings.TrimPrefix(name, "SIDECAR_"), suffixes) // SIDECAR_HOME is not SIDECAR_NAME
+		switch {
+		case name == "SIDECAR_CONFIG" || strings.HasPrefix(name, "SIDECAR_CONFIG_"):
+			errs = append(errs, &sidecar.FieldError{Field: name, Want: "not a variable sidecar reads: the config section is set only in the file (give it with --config)"})
+		case near != "":
+			errs = append(errs, &sidecar.FieldError{Field: name, Want: "not a variable sidecar reads; did you mean SIDECAR_" + near + "?"})
+		case inSection(name, t):
+			errs = append(errs, &sidecar.FieldError{Field: name, Want: "not a variable sidecar reads: want SIDECAR_ and a configuration key, such as SIDECAR_SERVICE_PORT for service.port"})
+		}
+	}
+	return errs
+}
+
+func isOtherVar(name string) bool {
+	for _, o := range otherVars {
+		if name == o || strings.HasSuffix(o, "_") && strings.HasPrefix(name, o) {
+			return true
+		}
+	}
+	return false
+}
+
+// inSection reports whether variable name starts with the variable prefix
+// of a section (a struct or list field) of t.
+func inSection(name string, t reflect.Type) bool {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if k := f.Type.Kind(); k == reflect.Struct || k == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct {
+			if strings.HasPrefix(name, envVar(f.Tag.Get("mapstructure"))+"_") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// closest returns the candidate nearest to word when it is near enough to
+// be the one meant (one edit for short words, two for longer), else "".
+func closest(word string, candidates []string) string {
+	best, bestD := "", 2
+	if len(word) > 5 {
+		bestD = 3
+	}
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(word), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance of a and b:
+// insertions, deletions, substitutions and swaps of adjacent letters.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
 }

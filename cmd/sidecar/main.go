@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -109,7 +110,64 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().String("socket", "", "unix socket of the daemon's local API (env "+client.SocketEnv+"; default "+api.DefaultSocketPath()+")")
 	root.AddCommand(newRunCmd(), newStatusCmd(), newServicesCmd(), newWeightCmd(), newConfigCmd(), newClusterCmd(), newVersionCmd(),
 		newLockCmd(), newElectCmd(), newLeaderCmd())
+	usageErrors(root)
 	return root
+}
+
+// usageErrors makes every usage error (unknown command, unknown flag or
+// bad flag value, wrong arguments) of root and its subcommands a line that
+// starts with "sidecar:" like every other message, says what to run for
+// help, and exits with status 2. The root command takes no arguments of
+// its own, so an unknown command is reported by its Args (cobra would
+// otherwise print its own wording) and, without arguments, it prints help.
+func usageErrors(root *cobra.Command) {
+	root.SuggestionsMinimumDistance = 2
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError(cmd, err) })
+	root.Args = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		msg := fmt.Sprintf("unknown command %q", args[0])
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "; did you mean " + s[0] + "?"
+		}
+		return usageError(cmd, errors.New(msg))
+	}
+	root.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	var wrap func(*cobra.Command)
+	wrap = func(c *cobra.Command) {
+		if args := c.Args; args != nil && c != root {
+			c.Args = func(cmd *cobra.Command, a []string) error {
+				err := args(cmd, a)
+				if err != nil && strings.HasPrefix(err.Error(), "unknown command") && !cmd.HasSubCommands() {
+					err = fmt.Errorf("takes no arguments, got %q", a[0]) // cobra.NoArgs's wording is for subcommands
+				}
+				if err != nil {
+					return usageError(cmd, err)
+				}
+				return nil
+			}
+		}
+		for _, sub := range c.Commands() {
+			wrap(sub)
+		}
+	}
+	wrap(root)
+}
+
+// usageError is err, a mistake in how cmd was called, as the one line
+// printed for it (exit status 2); an error already worded by the command
+// (an *exitError) is kept.
+func usageError(cmd *cobra.Command, err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	msg := strings.TrimSuffix(err.Error(), fmt.Sprintf(" for %q", cmd.CommandPath())) // cobra's, said below
+	if cmd.HasParent() {
+		msg = strings.TrimPrefix(cmd.CommandPath(), "sidecar ") + ": " + msg
+	}
+	return &exitError{code: 2, err: fmt.Errorf("sidecar: %s (run '%s --help' for usage)", msg, cmd.CommandPath())}
 }
 
 // socketPath resolves the socket for client commands: --socket, then

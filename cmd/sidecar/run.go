@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/sidecar"
 )
 
@@ -19,13 +21,13 @@ func newRunCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, lerr := loadConfig(file, cmd.Flags(), os.Environ())
 			d, err := sidecar.New(cfg, nil) // completes and validates
-			if err = errors.Join(lerr, err); err != nil {
+			if err = configError(lerr, err); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("sidecar: bad configuration:\n%w", indent(err))}
 			}
 			// cmd.Context() is cancelled by SIGTERM or SIGINT (see
 			// signalContext): the daemon then deregisters, releases and
 			// stops, and Run returns nil.
-			return d.Run(cmd.Context())
+			return startFailure(d.Run(cmd.Context()))
 		},
 	}
 	f := cmd.Flags()
@@ -61,3 +63,82 @@ func indent(err error) error {
 	}
 	return fmt.Errorf(format[:len(format)-1], lines...)
 }
+
+// configError joins the problems of loading (lerr) and of validating
+// (verr) the configuration, one per mistake: a field whose value did not
+// parse (a *badValue) is not reported again for the zero value it was
+// left with (port: 80a is not also "service.port: 0").
+func configError(lerr, verr error) error {
+	failed := map[string]bool{}
+	for _, err := range leaves(lerr) {
+		var bv *badValue
+		if errors.As(err, &bv) {
+			failed[bv.key] = true
+		}
+	}
+	errs := leaves(lerr)
+	for _, err := range leaves(verr) {
+		var fe *sidecar.FieldError
+		if errors.As(err, &fe) && failed[fe.Field] {
+			continue
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// leaves returns the errors joined in err (errors.Join), at any depth.
+func leaves(err error) []error {
+	if err == nil {
+		return nil
+	}
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, leaves(e)...)
+	}
+	return out
+}
+
+// devPrefixes are the package prefixes that errors carry inside the code;
+// startFailure takes them off the front of a message meant for people.
+var devPrefixes = []string{"sidecar: ", "embedded: ", "etcdclient: ", "registry: ", "configsync: "}
+
+// startFailure words what ended the daemon for the person who started it:
+// each etcd endpoint that could not be used, a configuration problem found
+// only at start-up in the field's words, otherwise the message without the
+// package prefixes meant for developers. The error chain is kept (a
+// cancellation still counts as one, see exitCode).
+func startFailure(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch lines := etcdclient.Reasons(err); {
+	case len(lines) == 1:
+		return &userError{"sidecar: cannot use etcd: " + lines[0], err}
+	case len(lines) > 1:
+		return &userError{"sidecar: cannot use etcd:\n  - " + strings.Join(lines, "\n  - "), err}
+	}
+	msg := err.Error()
+	for trimmed := true; trimmed; {
+		trimmed = false
+		for _, p := range devPrefixes {
+			if strings.HasPrefix(msg, p) {
+				msg, trimmed = msg[len(p):], true
+			}
+		}
+	}
+	return &userError{"sidecar: " + msg, err}
+}
+
+// userError is err worded for people.
+type userError struct {
+	msg string
+	err error
+}
+
+func (e *userError) Error() string { return e.msg }
+func (e *userError) Unwrap() error { return e.err }

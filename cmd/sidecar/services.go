@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,24 +16,27 @@ import (
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/client"
-	"github.com/sidecar-dev/sidecar/registry"
 )
 
 func newServicesCmd() *cobra.Command {
-	var asJSON, watch bool
+	var asJSON, watch, pick bool
 	cmd := &cobra.Command{
-		Use:   "services [NAME] [--watch] [--json]",
-		Short: "List service names, or one service's instances with weights",
+		Use:   "services [NAME] [--watch | --pick] [--json]",
+		Short: "List service names, or one service's instances with weights (--pick: one instance, chosen by weight)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ctx, out := newClient(cmd), cmd.Context(), cmd.OutOrStdout()
 			switch {
-			case len(args) == 0 && watch:
-				return &exitError{code: 2, err: errors.New("sidecar: --watch needs a service NAME")}
+			case len(args) == 0 && (watch || pick):
+				return &exitError{code: 2, err: errors.New("sidecar: --watch and --pick need a service NAME")}
+			case watch && pick:
+				return &exitError{code: 2, err: errors.New("sidecar: --watch and --pick do not go together: pick once, or watch the instances")}
 			case len(args) == 0:
 				return listServices(ctx, c, out, asJSON)
 			case watch:
 				return watchService(ctx, c, out, args[0], asJSON)
+			case pick:
+				return pickInstance(ctx, c, out, args[0], asJSON)
 			}
 			s, err := c.Service(ctx, args[0])
 			if err != nil {
@@ -46,7 +50,27 @@ func newServicesCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (one object per line with --watch)")
 	cmd.Flags().BoolVar(&watch, "watch", false, "print the instances again after every change")
+	cmd.Flags().BoolVar(&pick, "pick", false, "print one instance's host:port, chosen by smooth weighted round robin as the daemon's pick does (weight 0 never)")
 	return cmd
+}
+
+// pickInstance prints the address of one instance of name chosen by the
+// daemon (GET /v1/services/{name}/pick), or the instance as JSON. No
+// instance with a weight above 0 is a failure that says so.
+func pickInstance(ctx context.Context, c *client.Client, out io.Writer, name string, asJSON bool) error {
+	in, err := c.Pick(ctx, name)
+	var ae *client.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("sidecar: service %s has no instance to pick: none is registered with a weight above 0 (see `sidecar services %s`)", name, name)
+	}
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSONOut(out, in)
+	}
+	_, err = fmt.Fprintln(out, in.Addr)
+	return err
 }
 
 // listServices prints the names of the registered services.
@@ -92,7 +116,7 @@ func printService(out io.Writer, s api.Service, asJSON bool) error {
 	if s.Stale {
 		stale = " (STALE: etcd unreachable, answer from cache)"
 	}
-	fmt.Fprintf(out, "%s: %d instances at revision %d%s\n", s.Service, len(s.Instances), s.Revision, stale)
+	fmt.Fprintf(out, "%s: %s at revision %d%s\n", s.Service, plural(len(s.Instances), "instance"), s.Revision, stale)
 	if len(s.Instances) == 0 {
 		return nil
 	}
@@ -108,21 +132,11 @@ func printService(out io.Writer, s api.Service, asJSON bool) error {
 	return w.Flush()
 }
 
-func newWeightCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "weight N",
-		Short: fmt.Sprintf("Set this sidecar's registered weight (0..%d; 0 = drain: listed, never picked)", registry.MaxWeight),
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 0 || n > registry.MaxWeight {
-				return &exitError{code: 2, err: fmt.Errorf("sidecar: weight %q: want a whole number in 0..%d", args[0], registry.MaxWeight)}
-			}
-			if err := newClient(cmd).SetWeight(cmd.Context(), n); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "weight %d\n", n)
-			return nil
-		},
+// plural returns "1 instance", "2 instances": n and noun, with an s unless
+// n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
 	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

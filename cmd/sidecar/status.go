@@ -37,11 +37,16 @@ func newStatusCmd() *cobra.Command {
 func writeJSONOut(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
 
 // writeJSONLine writes v as one line of JSON (for streams).
-func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+func writeJSONLine(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
 
 func printStatus(out io.Writer, st api.Status) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -52,11 +57,18 @@ func printStatus(out io.Writer, st api.Status) {
 		conn = "NOT connected"
 	}
 	fmt.Fprintf(w, "etcd:\t%s mode, %s (%s) to %s\n", st.Etcd.Mode, conn, st.Etcd.ConnState, strings.Join(st.Etcd.Endpoints, ", "))
+	if st.Etcd.Waiting != "" {
+		fmt.Fprintf(w, "  waiting:\t%s\n", st.Etcd.Waiting)
+	}
 	if st.Etcd.LastError != "" {
 		fmt.Fprintf(w, "  last error:\t%s\n", st.Etcd.LastError)
 	}
 	if m := st.Etcd.Member; m != nil {
-		fmt.Fprintf(w, "  member:\t%s (id %s) peers %s, data %s\n", m.Name, m.ID, strings.Join(m.PeerURLs, ","), m.DataDir)
+		id := m.ID
+		if id == "" {
+			id = "not known yet"
+		}
+		fmt.Fprintf(w, "  member:\t%s (id %s) peers %s, data %s\n", m.Name, id, strings.Join(m.PeerURLs, ","), m.DataDir)
 	}
 	if r := st.Registration; r != nil {
 		fmt.Fprintf(w, "registration:\t%s %s at %s weight %d: %s (lease %s, ttl %.1fs left, re-registered %d times)\n",

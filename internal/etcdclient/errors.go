@@ -163,3 +163,49 @@ func connErrors(err error) []*ConnError {
 	})
 	return out
 }
+
+// Reasons returns what err (from New, Check or Validate) says about each
+// endpoint (a *ConnError) and each configuration field (a *FieldError) at
+// fault, in words for people: one line each, without this package's
+// prefixes ("etcdclient: check: "), as the CLI, the log and status should
+// show them. It returns nil when err names no endpoint or field.
+func Reasons(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(err error) {
+		var ce *ConnError
+		var fe *FieldError
+		switch {
+		case err == nil:
+		case asExact(err, &ce):
+			out = append(out, ce.Error())
+		case asExact(err, &fe):
+			if fe.Value == "" {
+				out = append(out, fe.Field+": "+fe.Reason)
+			} else {
+				out = append(out, fe.Field+": "+fe.Value+": "+fe.Reason)
+			}
+		default:
+			switch u := err.(type) {
+			case interface{ Unwrap() []error }:
+				for _, e := range u.Unwrap() {
+					walk(e)
+				}
+			case interface{ Unwrap() error }:
+				walk(u.Unwrap())
+			}
+		}
+	}
+	walk(err)
+	return out
+}
+
+// asExact is errors.As without looking down the chain: it reports whether
+// err itself is a T, so that Reasons finds every T of a joined tree once.
+func asExact[T error](err error, target *T) bool {
+	t, ok := err.(T)
+	if ok {
+		*target = t
+	}
+	return ok
+}
