@@ -119,6 +119,16 @@ var startingQuiet = []string{"Failed to detect schema version", "failed to updat
 
 const missingTerm = "missing term information"
 
+// settingsQuiet are warnings etcd prints on every start about settings the
+// sidecar chooses for its member and does not let the user change (one
+// port for a client URL's gRPC and HTTP; simple auth tokens, which matter
+// only once auth is enabled): a newcomer's first start shows no warning
+// they cannot act on.
+var settingsQuiet = []string{
+	"Running http and grpc server on single port. This is not recommended for production.",
+	"simple token is not cryptographically signed",
+}
+
 // quiet reports whether an entry is expected in the member's present
 // situation and so belongs at debug level.
 func (c slogCore) quiet(msg string, attrs []slog.Attr) bool {
@@ -129,6 +139,8 @@ func (c slogCore) quiet(msg string, attrs []slog.Attr) bool {
 		return hasError(attrs, serverStopping)
 	case c.st.starting.Load() && slices.Contains(startingQuiet, msg):
 		return hasError(attrs, missingTerm)
+	case slices.Contains(settingsQuiet, msg):
+		return true
 	}
 	return false
 }

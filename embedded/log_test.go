@@ -110,6 +110,8 @@ func TestZapLoggerQuietsKnownSituations(t *testing.T) {
 	zl.Warn("closed TCP streaming connection with remote peer")
 	zl.Warn("leadership transfer failed", zap.Error(errors.New("etcdserver: unhealthy cluster")))
 	zl.Warn("slow fdatasync")
+	zl.Warn("simple token is not cryptographically signed")
+	zl.Warn("Running http and grpc server on single port. This is not recommended for production.")
 
 	got := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	want := []string{
@@ -123,6 +125,8 @@ func TestZapLoggerQuietsKnownSituations(t *testing.T) {
 		`level=DEBUG msg="closed TCP streaming connection with remote peer"`,
 		`level=DEBUG msg="leadership transfer failed"`,
 		`level=WARN msg="slow fdatasync"`,
+		`level=DEBUG msg="simple token is not cryptographically signed"`,
+		`level=DEBUG msg="Running http and grpc server on single port.`,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d lines, want %d:\n%s", len(got), len(want), buf.String())

@@ -170,7 +170,7 @@ func (m *Monitor) down(reason string) { m.set(false, reason) }
 func (m *Monitor) set(up bool, reason string) {
 	now := time.Now()
 	m.mu.Lock()
-	was := m.st.Up
+	was, first := m.st.Up, !m.st.Answered
 	if up {
 		m.st.Answered, m.st.LastAnswer = true, now
 	}
@@ -185,9 +185,12 @@ func (m *Monitor) set(up bool, reason string) {
 	close(m.changed)
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
-	if up {
+	switch {
+	case up && first:
+		m.log.Debug("etcd answers") // the daemon says "etcd ready"
+	case up:
 		m.log.Info("etcd answers again")
-	} else {
+	default:
 		m.log.Warn("etcd does not answer", "reason", reason)
 	}
 }
