@@ -30,6 +30,7 @@ const (
 	minHeartbeat      = 10 * time.Millisecond
 	maxElection       = 50 * time.Second // etcd refuses longer election timeouts
 	minCompaction     = time.Second
+	urlForm           = "must be http://host:port (https://host:port with TLS)"
 	clusterStateNew   = "new"
 	clusterStateExist = "existing"
 )
@@ -67,6 +68,12 @@ type Config struct {
 	SnapshotCount           uint64        // default 10000
 	AutoCompactionRetention time.Duration // default 1h (periodic mode)
 	QuotaBackendBytes       int64         // default 2 GiB, at most 8 GiB
+
+	// ClientTLS serves the client URLs with TLS (etcd's --cert-file, ...),
+	// PeerTLS the peer URLs (--peer-cert-file, ...); see TLS. With a side's
+	// certificate set its URLs must be https, without it http.
+	ClientTLS TLS
+	PeerTLS   TLS
 
 	// StartTimeout bounds how long Run waits for the member to serve
 	// (default 60s); the first start of a static cluster waits for a quorum of
@@ -148,6 +155,10 @@ func (c *Config) Validate() error {
 	add(checkAdvertised("initial_advertise_peer_urls", "listen_peer_urls", c.InitialAdvertisePeerURLs, d.InitialAdvertisePeerURLs))
 	errs = append(errs, d.checkBootstrap(c)...)
 	errs = append(errs, d.checkTuning()...)
+	errs = append(errs, tlsSide{"", d.ClientTLS}.validate(slices.Concat(namedURLs("listen_client_urls", d.ListenClientURLs),
+		namedURLs("advertise_client_urls", c.AdvertiseClientURLs), namedURLs("join", d.Join)))...)
+	errs = append(errs, tlsSide{"peer_", d.PeerTLS}.validate(slices.Concat(namedURLs("listen_peer_urls", d.ListenPeerURLs),
+		namedURLs("initial_advertise_peer_urls", c.InitialAdvertisePeerURLs), clusterURLs(c.InitialCluster)))...)
 	return errors.Join(errs...)
 }
 
@@ -161,7 +172,8 @@ func checkName(name string) error {
 	return nil
 }
 
-// checkURLs checks a list of http URLs of the form http://host:port; bind
+// checkURLs checks a list of URLs of the form http(s)://host:port (whether
+// http or https is checked with the TLS files, see tlsSide); bind
 // additionally requires an IP address (or localhost), as etcd does for
 // listen URLs.
 func checkURLs(field string, urls []string, bind bool) error {
@@ -182,18 +194,14 @@ func checkURL(s string, bind bool) error {
 	switch {
 	case err != nil && strings.Contains(err.Error(), "invalid port"):
 		return errors.New("must have a port in 1..65535")
-	case err != nil:
-		return errors.New("must be http://host:port")
-	case u.Scheme == "https":
-		return errors.New("uses https, which needs TLS files the embedded member does not support yet; use http")
-	case u.Scheme != "http":
-		return errors.New("must be http://host:port")
+	case err != nil, u.Scheme != "http" && u.Scheme != "https":
+		return errors.New(urlForm)
 	case u.User != nil || u.Opaque != "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "":
-		return errors.New("must be http://host:port without user, path or query")
+		return errors.New("must be http(s)://host:port without user, path or query")
 	}
 	host, port, err := net.SplitHostPort(u.Host)
 	if err != nil || host == "" {
-		return errors.New("must be http://host:port")
+		return errors.New(urlForm)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return errors.New("must have a port in 1..65535")
@@ -284,7 +292,7 @@ func checkDomain(s string) error {
 func checkInitialCluster(s, name string, advertised []string) []error {
 	m, err := types.NewURLsMap(s)
 	if err != nil {
-		return []error{fmt.Errorf("embedded.initial_cluster: %q must be name=http://host:port,...: %w", s, err)}
+		return []error{fmt.Errorf("embedded.initial_cluster: %q must be name=http://host:port,... (https with TLS): %w", s, err)}
 	}
 	var errs []error
 	for n, urls := range m {

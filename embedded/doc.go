@@ -13,6 +13,11 @@
 // change the quorum of the running cluster. A restart on an existing data dir
 // never adds a member again.
 //
+// Client and peer URLs serve TLS when ClientTLS or PeerTLS names a
+// certificate and key (etcd's --cert-file, --peer-cert-file, ...); the
+// clients the package builds to join and promote use the client side's files,
+// and a start-up that fails names the last TLS failure etcd logged.
+//
 // The package is not an etcd client library and not a cluster manager: it does
 // not remove members, take snapshots, defragment or disarm alarms, and it
 // builds an etcd client only to add or promote its own member. It does not read

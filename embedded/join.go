@@ -229,12 +229,18 @@ func (m *Member) promote(ctx context.Context) error {
 	return nil
 }
 
-// newClient returns a client of endpoints for membership calls; like every
-// etcd client of the sidecar it ignores HTTP(S)_PROXY.
+// newClient returns a client of endpoints (other members' client URLs) for
+// membership calls, with the member's client TLS (see TLS); like every etcd
+// client of the sidecar it ignores HTTP(S)_PROXY.
 func (m *Member) newClient(endpoints []string) (*clientv3.Client, error) {
+	tlsCfg, err := m.cfg.ClientTLS.clientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("client TLS: %w", err)
+	}
 	return clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: requestTimeout,
+		TLS:         tlsCfg,
 		Logger:      zap.NewNop(), // its retry warnings would repeat what Run reports
 		DialOptions: []grpc.DialOption{grpc.WithNoProxy()},
 	})

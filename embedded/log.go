@@ -35,22 +35,44 @@ func zapLevel(l *slog.Logger) (lvl zapcore.Level, ok bool) {
 // lifeState is what etcd's logger knows of the member's life; Member sets
 // it, the zap cores read it. Safe for concurrent use.
 type lifeState struct {
-	removed  atomic.Bool // etcd said this member was removed
-	closing  atomic.Bool // stopping began: peer and listener losses are expected
-	starting atomic.Bool // start-up (join, catch-up) not finished yet
+	removed  atomic.Bool            // etcd said this member was removed
+	closing  atomic.Bool            // stopping began: peer and listener losses are expected
+	starting atomic.Bool            // start-up (join, catch-up) not finished yet
+	tlsErr   atomic.Pointer[string] // the last TLS failure etcd logged, for start-up errors
+}
+
+// noteTLS records msg if it is a TLS failure. One that says why a
+// certificate was refused (x509) is kept over a bare TLS alert, which only
+// says that the other side refused.
+func (st *lifeState) noteTLS(msg string) {
+	x509 := strings.Contains(msg, "x509: ")
+	if !x509 && (!strings.Contains(msg, "tls: ") || strings.Contains(st.tlsFailure(), "x509: ")) {
+		return
+	}
+	st.tlsErr.Store(&msg)
+}
+
+// tlsFailure returns what etcd last logged about a failed TLS handshake,
+// or "".
+func (st *lifeState) tlsFailure() string {
+	if p := st.tlsErr.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // newZapLogger builds etcd's logger: entries go to l's handler (so etcd's
 // lines share the sidecar's format and destination) with component=etcd, at
 // the level derived from l, or nowhere when l discards. Whatever the level,
-// warnings that say this member was removed set st.removed. Known-harmless
+// warnings that say this member was removed set st.removed, and those with
+// a TLS error set st.tlsErr. Known-harmless
 // lines of the member's own start-up and shutdown are demoted (see quiet).
 func newZapLogger(l *slog.Logger, st *lifeState) *zap.Logger {
 	inner := zapcore.NewNopCore()
 	if lvl, ok := zapLevel(l); ok {
 		inner = slogCore{h: l.With("component", "etcd").Handler(), lvl: lvl, st: st}
 	}
-	return zap.New(watchCore{Core: inner, removed: &st.removed})
+	return zap.New(watchCore{Core: inner, st: st})
 }
 
 // slogCore is a zap core that hands etcd's entries to a slog handler.
@@ -190,10 +212,10 @@ func slogAttrs(fields []zapcore.Field) []slog.Attr {
 }
 
 // watchCore passes entries to its inner core and also shows warnings and
-// errors to a removalCore, whatever the inner core's level.
+// errors to a stateCore, whatever the inner core's level.
 type watchCore struct {
 	zapcore.Core
-	removed *atomic.Bool
+	st *lifeState
 }
 
 func (c watchCore) Enabled(l zapcore.Level) bool {
@@ -201,38 +223,41 @@ func (c watchCore) Enabled(l zapcore.Level) bool {
 }
 
 func (c watchCore) With(fields []zapcore.Field) zapcore.Core {
-	return watchCore{Core: c.Core.With(fields), removed: c.removed}
+	return watchCore{Core: c.Core.With(fields), st: c.st}
 }
 
 func (c watchCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	ce = c.Core.Check(e, ce)
 	if e.Level >= zapcore.WarnLevel {
-		ce = ce.AddCore(e, removalCore{removed: c.removed})
+		ce = ce.AddCore(e, stateCore{st: c.st})
 	}
 	return ce
 }
 
-// removalCore records whether an entry reports this member's removal.
-type removalCore struct {
-	removed *atomic.Bool
+// stateCore records in lifeState whether an entry reports this member's
+// removal, and the entry's TLS error if it has one.
+type stateCore struct {
+	st *lifeState
 }
 
-func (c removalCore) Enabled(zapcore.Level) bool        { return true }
-func (c removalCore) With([]zapcore.Field) zapcore.Core { return c }
-func (c removalCore) Sync() error                       { return nil }
-func (c removalCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+func (c stateCore) Enabled(zapcore.Level) bool        { return true }
+func (c stateCore) With([]zapcore.Field) zapcore.Core { return c }
+func (c stateCore) Sync() error                       { return nil }
+func (c stateCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
 	return ce.AddCore(e, c)
 }
 
-func (c removalCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+func (c stateCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	hit := strings.Contains(e.Message, removedMessage)
 	for _, f := range fields {
 		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType && err != nil {
-			hit = hit || strings.Contains(err.Error(), removedMessage)
+			msg := err.Error()
+			hit = hit || strings.Contains(msg, removedMessage)
+			c.st.noteTLS(msg)
 		}
 	}
 	if hit {
-		c.removed.Store(true)
+		c.st.removed.Store(true)
 	}
 	return nil
 }

@@ -166,7 +166,7 @@ func (m *Member) startEtcd(ctx context.Context, ec *embed.Config, created bool) 
 		if r.err != nil {
 			m.removeUnused(created)
 			m.lock.Close()
-			return nil, m.cfg.startError(r.err)
+			return nil, m.withTLSFailure(m.cfg.startError(r.err))
 		}
 		return r.e, nil
 	case <-ctx.Done():
@@ -202,8 +202,8 @@ func (m *Member) waitServing(ctx context.Context) error {
 	case <-s.StopNotify():
 		return m.stoppedError()
 	case <-ctx.Done():
-		return m.ctxError(ctx, "wait until ready",
-			"; a new cluster is ready once a quorum of its initial members runs and reaches each other's peer URLs")
+		return m.withTLSFailure(m.ctxError(ctx, "wait until ready",
+			"; a new cluster is ready once a quorum of its initial members runs and reaches each other's peer URLs"))
 	}
 	if s.IsLearner() {
 		return m.promote(ctx)
@@ -256,6 +256,16 @@ func (m *Member) removedError() error {
 		ErrRemoved, m.cfg.Name, uint64(m.etcd.Server.MemberID()), m.cfg.DataDir)
 }
 
+// withTLSFailure adds to a start-up error the last TLS failure etcd
+// logged: etcd says why a peer's certificate was refused in its log, not in
+// the error it returns.
+func (m *Member) withTLSFailure(err error) error {
+	if f := m.life.tlsFailure(); f != "" {
+		return fmt.Errorf("%w (last TLS failure: %s)", err, f)
+	}
+	return err
+}
+
 // ctxError describes why ctx ended while Run's start-up was doing what.
 func (m *Member) ctxError(ctx context.Context, what, hint string) error {
 	if errors.Is(context.Cause(ctx), errStartTimeout) {
@@ -297,6 +307,11 @@ func (m *Member) Name() string { return m.cfg.Name }
 // advertised client URLs. Like Name and PeerURLs, it is known from New on.
 func (m *Member) ClientURLs() []string { return append([]string(nil), m.cfg.AdvertiseClientURLs...) }
 
+// ClientTLS returns the TLS files of the member's client side: a client
+// of ClientURLs trusts its TrustedCAFile and presents its CertFile (see TLS).
+// It is zero when the member serves plain http.
+func (m *Member) ClientTLS() TLS { return m.cfg.ClientTLS }
+
 // PeerURLs returns the member's advertised peer URLs.
 func (m *Member) PeerURLs() []string {
 	return append([]string(nil), m.cfg.InitialAdvertisePeerURLs...)
@@ -323,6 +338,7 @@ func (c Config) embedConfig(zl *zap.Logger, initialCluster, state string) *embed
 	ec.QuotaBackendBytes = c.QuotaBackendBytes
 	ec.Logger = "zap"
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zl)
+	c.setTLS(ec)
 	return ec
 }
 

@@ -63,6 +63,17 @@ type EmbeddedConfig struct {
 	SnapshotCount            uint64        `mapstructure:"snapshot_count"`
 	AutoCompactionRetention  time.Duration `mapstructure:"auto_compaction_retention"`
 	QuotaBackendBytes        ByteSize      `mapstructure:"quota_backend_bytes"`
+	// Client TLS of the member (etcd's --cert-file, ...); the daemon's own
+	// client and the join client use the same files.
+	CertFile       string `mapstructure:"cert_file"`
+	KeyFile        string `mapstructure:"key_file"`
+	TrustedCAFile  string `mapstructure:"trusted_ca_file"`
+	ClientCertAuth bool   `mapstructure:"client_cert_auth"`
+	// Peer TLS of the member (etcd's --peer-cert-file, ...).
+	PeerCertFile       string `mapstructure:"peer_cert_file"`
+	PeerKeyFile        string `mapstructure:"peer_key_file"`
+	PeerTrustedCAFile  string `mapstructure:"peer_trusted_ca_file"`
+	PeerClientCertAuth bool   `mapstructure:"peer_client_cert_auth"`
 	// StartTimeout bounds the wait for the member to be ready (an addition
 	// to the SPEC: a new static cluster needs a quorum of members started).
 	StartTimeout time.Duration `mapstructure:"start_timeout"`

@@ -203,7 +203,7 @@ func (d *Daemon) startEtcd(ctx context.Context, fail context.CancelCauseFunc, p 
 		if err != nil || m == nil {
 			return err
 		}
-		cc = clientConfigFor(m.ClientURLs(), d.cfg.Etcd.DialTimeout)
+		cc = memberClientConfig(m, d.cfg.Etcd.DialTimeout)
 	}
 	d.etcd.mu.Lock()
 	d.etcd.endpoints = slices.Concat(cc.Endpoints, dnsEndpoint(cc.DNSSRV))

@@ -40,6 +40,12 @@ func (c *Config) EmbeddedMember() embedded.Config {
 		AutoCompactionRetention:  e.AutoCompactionRetention,
 		QuotaBackendBytes:        int64(e.QuotaBackendBytes),
 		StartTimeout:             e.StartTimeout,
+		ClientTLS: embedded.TLS{
+			CertFile: e.CertFile, KeyFile: e.KeyFile, TrustedCAFile: e.TrustedCAFile, ClientCertAuth: e.ClientCertAuth,
+		},
+		PeerTLS: embedded.TLS{
+			CertFile: e.PeerCertFile, KeyFile: e.PeerKeyFile, TrustedCAFile: e.PeerTrustedCAFile, ClientCertAuth: e.PeerClientCertAuth,
+		},
 	}
 }
 
@@ -199,7 +205,16 @@ func (d *Daemon) watchConnState(ctx context.Context, cli *clientv3.Client) {
 	}
 }
 
-// clientConfigFor is the client of the local embedded member.
-func clientConfigFor(urls []string, dialTimeout time.Duration) etcdclient.Config {
-	return etcdclient.Config{Endpoints: urls, DialTimeout: dialTimeout}
+// memberClientConfig is the daemon's client of its embedded member: the
+// member's advertised client URLs and, when it serves TLS, its client-side
+// files as the embedded package says a client of it uses them (the trusted
+// CA verifies the member, the member's certificate is the client
+// certificate, which client_cert_auth requires).
+func memberClientConfig(m *embedded.Member, dialTimeout time.Duration) etcdclient.Config {
+	t := m.ClientTLS()
+	return etcdclient.Config{
+		Endpoints:   m.ClientURLs(),
+		DialTimeout: dialTimeout,
+		TLS:         etcdclient.TLSConfig{CAFile: t.TrustedCAFile, CertFile: t.CertFile, KeyFile: t.KeyFile},
+	}
 }

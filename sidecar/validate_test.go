@@ -212,6 +212,8 @@ func TestValidateReportsOnce(t *testing.T) {
 			`embedded.listen_peer_urls[0]: "http://127.0.0.1:2380x"`},
 		{"unspecified listen address, derived advertise url", func(c *Config) { c.Embedded.ListenClientURLs = []string{"http://0.0.0.0:2379"} },
 			`embedded.advertise_client_urls: [] defaults to listen_client_urls, but "http://0.0.0.0:2379" is an unspecified address no one can dial; set advertise_client_urls`},
+		{"https listen client url without TLS files, derived advertise url", func(c *Config) { c.Embedded.ListenClientURLs = []string{"https://127.0.0.1:2379"} },
+			`embedded.cert_file: "" must be set, with embedded.key_file, for embedded.listen_client_urls[0] "https://127.0.0.1:2379", which uses https; or use http`},
 		{"check interval below the default timeout, timeout set", func(c *Config) { c.Service.Check.Interval, c.Service.Check.Timeout = time.Second, 3*time.Second },
 			"service.check.timeout: 3s: want a duration no longer than service.check.interval (1s)"},
 	}

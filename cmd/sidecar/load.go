@@ -233,6 +233,14 @@ var etcdEnv = []struct{ name, key, kind string }{
 	{"ETCD_SNAPSHOT_COUNT", "embedded.snapshot_count", ""},
 	{"ETCD_AUTO_COMPACTION_RETENTION", "embedded.auto_compaction_retention", "hours"},
 	{"ETCD_QUOTA_BACKEND_BYTES", "embedded.quota_backend_bytes", ""},
+	{"ETCD_CERT_FILE", "embedded.cert_file", ""},
+	{"ETCD_KEY_FILE", "embedded.key_file", ""},
+	{"ETCD_TRUSTED_CA_FILE", "embedded.trusted_ca_file", ""},
+	{"ETCD_CLIENT_CERT_AUTH", "embedded.client_cert_auth", ""},
+	{"ETCD_PEER_CERT_FILE", "embedded.peer_cert_file", ""},
+	{"ETCD_PEER_KEY_FILE", "embedded.peer_key_file", ""},
+	{"ETCD_PEER_TRUSTED_CA_FILE", "embedded.peer_trusted_ca_file", ""},
+	{"ETCD_PEER_CLIENT_CERT_AUTH", "embedded.peer_client_cert_auth", ""},
 }
 
 // applyEtcdEnv fills embedded fields that no file, SIDECAR_* variable or

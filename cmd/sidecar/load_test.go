@@ -161,6 +161,28 @@ func TestEtcdEnvCompat(t *testing.T) {
 			t.Fatalf("embedded.name = %q in join mode", cfg.Embedded.Name)
 		}
 	})
+	t.Run("TLS files", func(t *testing.T) {
+		cfg, err := loadConfig("", nil, append(env,
+			"ETCD_CERT_FILE=/etc/etcd/server.pem", "ETCD_KEY_FILE=/etc/etcd/server-key.pem",
+			"ETCD_TRUSTED_CA_FILE=/etc/etcd/ca.pem", "ETCD_CLIENT_CERT_AUTH=true",
+			"ETCD_PEER_CERT_FILE=/etc/etcd/peer.pem", "ETCD_PEER_KEY_FILE=/etc/etcd/peer-key.pem",
+			"ETCD_PEER_TRUSTED_CA_FILE=/etc/etcd/peer-ca.pem", "ETCD_PEER_CLIENT_CERT_AUTH=true"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := cfg.Embedded
+		if e.CertFile != "/etc/etcd/server.pem" || e.KeyFile != "/etc/etcd/server-key.pem" || e.TrustedCAFile != "/etc/etcd/ca.pem" || !e.ClientCertAuth ||
+			e.PeerCertFile != "/etc/etcd/peer.pem" || e.PeerKeyFile != "/etc/etcd/peer-key.pem" || e.PeerTrustedCAFile != "/etc/etcd/peer-ca.pem" || !e.PeerClientCertAuth {
+			t.Fatalf("ETCD_* TLS variables not applied: %+v", e)
+		}
+	})
+	t.Run("bad boolean names the variable", func(t *testing.T) {
+		_, err := loadConfig("", nil, []string{"ETCD_PEER_CLIENT_CERT_AUTH=maybe"})
+		if err == nil || !strings.HasPrefix(err.Error(), "ETCD_PEER_CLIENT_CERT_AUTH: ") || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("err = %v", err)
+		}
+		t.Log(err)
+	})
 	t.Run("bad value names the variable", func(t *testing.T) {
 		_, err := loadConfig("", nil, []string{"ETCD_HEARTBEAT_INTERVAL=100ms"})
 		if err == nil || !strings.Contains(err.Error(), `ETCD_HEARTBEAT_INTERVAL: "100ms": want milliseconds`) {
