@@ -155,10 +155,28 @@ type Hold struct {
 	WaitingSince string `json:"waiting_since,omitempty"`
 }
 
-// Cluster is the body of GET /v1/cluster: members and endpoint status.
+// Cluster is the body of GET /v1/cluster: members, endpoint status, the
+// leader and the cluster's alarms.
 type Cluster struct {
 	ClusterID string   `json:"cluster_id"`
 	Members   []Member `json:"members"`
+	// Leader is the name of the leader as the endpoints that answered see
+	// it (its ID if it has no name yet); empty when none knows a leader.
+	Leader   string `json:"leader,omitempty"`
+	LeaderID string `json:"leader_id,omitempty"`
+	// Alarms are the active alarms of the cluster (etcd's alarm list);
+	// empty when there are none. AlarmsError says why they are unknown.
+	Alarms      []Alarm `json:"alarms"`
+	AlarmsError string  `json:"alarms_error,omitempty"`
+}
+
+// Alarm is one active etcd alarm: NOSPACE (a member's db reached its quota;
+// the cluster takes only reads and deletes) or CORRUPT (a member's data
+// differs from the others').
+type Alarm struct {
+	MemberID string `json:"member_id"`
+	Member   string `json:"member,omitempty"` // the member's name, when it is listed
+	Alarm    string `json:"alarm"`
 }
 
 // Member is one etcd member and the status of each of its client endpoints.
@@ -171,18 +189,26 @@ type Member struct {
 	Endpoints  []EndpointStatus `json:"endpoints"`
 }
 
-// EndpointStatus is etcd's Status answer for one client endpoint.
+// EndpointStatus is etcd's Status answer for one client endpoint, with the
+// raft index lag behind the leader that the sidecar adds to it.
 type EndpointStatus struct {
-	Endpoint    string   `json:"endpoint"`
-	Version     string   `json:"version,omitempty"`
-	DBSize      int64    `json:"db_size"`
-	DBSizeInUse int64    `json:"db_size_in_use"`
-	IsLeader    bool     `json:"is_leader"`
-	RaftTerm    uint64   `json:"raft_term"`
-	RaftIndex   uint64   `json:"raft_index"`
-	RaftApplied uint64   `json:"raft_applied_index"`
-	Errors      []string `json:"errors,omitempty"`
-	Error       string   `json:"error,omitempty"`
+	Endpoint    string `json:"endpoint"`
+	Version     string `json:"version,omitempty"`
+	DBSize      int64  `json:"db_size"`
+	DBSizeInUse int64  `json:"db_size_in_use"`
+	// DBSizeQuota is the member's backend quota (quota_backend_bytes, with
+	// etcd's default applied) as etcd 3.6 and later report it; 0 (absent)
+	// means unknown: an older etcd.
+	DBSizeQuota int64  `json:"db_size_quota,omitempty"`
+	IsLeader    bool   `json:"is_leader"`
+	RaftTerm    uint64 `json:"raft_term"`
+	RaftIndex   uint64 `json:"raft_index"`
+	RaftApplied uint64 `json:"raft_applied_index"`
+	// RaftIndexLag is the leader's raft index minus this endpoint's, absent
+	// when either is unknown; a few entries are normal under writes.
+	RaftIndexLag *uint64  `json:"raft_index_lag,omitempty"`
+	Errors       []string `json:"errors,omitempty"`
+	Error        string   `json:"error,omitempty"`
 }
 
 // Services is the body of GET /v1/services.

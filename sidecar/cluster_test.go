@@ -61,28 +61,25 @@ func startCluster(t *testing.T, cfgs []Config) []*running {
 // that joins says in status, health, cluster and its log (once) that it
 // waits for etcd02; etcd02 comes back on its data dir as the same member,
 // the fourth joins as a voter without an error line, and stops cleanly
-// without a warning; the three stopped together stop promptly.
+// without a warning; `cluster` names the leader, each member's raft lag and
+// quota and, once the cluster is filled, the NOSPACE alarm;
+// the three stopped together stop promptly.
 func TestDaemonStaticClusterAndJoin(t *testing.T) {
 	cfgs := clusterNodes(t, 3)
+	for i := range cfgs {
+		cfgs[i].Embedded.QuotaBackendBytes = testQuota
+	}
 	nodes := startCluster(t, cfgs)
-	cl, err := nodes[0].cli.Cluster(t.Context())
-	if err != nil || len(cl.Members) != 3 {
-		t.Fatalf("cluster = %+v, %v", cl, err)
-	}
-	leaders := 0
-	for _, m := range cl.Members {
-		if m.Endpoints[0].IsLeader {
-			leaders++
-		}
-	}
-	if leaders != 1 {
-		t.Fatalf("%d leaders in %+v", leaders, cl)
+	cl := checkClusterView(t, nodes[0], "")
+	if len(cl.Members) != 3 {
+		t.Fatalf("cluster = %+v", cl)
 	}
 	id2 := memberID(cl, "etcd02")
 	if err := nodes[1].stop(); err != nil {
 		t.Fatalf("stop etcd02: %v", err)
 	}
 	checkOneDown(t, nodes[0], "etcd02")
+	checkClusterView(t, nodes[0], "etcd02")
 
 	j := embeddedConfig(t)
 	j.Name = "etcd04"
@@ -125,6 +122,7 @@ func TestDaemonStaticClusterAndJoin(t *testing.T) {
 	if lines := logLines(n4.log.String()[mark:], "level=WARN", "level=ERROR"); len(lines) > 0 {
 		t.Errorf("a clean stop logged warnings or errors:\n%s", strings.Join(lines, "\n"))
 	}
+	checkNoSpace(t, nodes[0])
 	checkStopTogether(t, nodes[0], back, nodes[2])
 }
 

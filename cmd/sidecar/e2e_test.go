@@ -174,7 +174,7 @@ log: {level: info, format: json}
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"e2e-1", clientURL, "true", "cluster id", "1 member\n"} {
+	for _, want := range []string{"e2e-1", clientURL, "true", "cluster id", "1 member, leader e2e-1, alarms: none\n"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("cluster output lacks %q:\n%s", want, out)
 		}

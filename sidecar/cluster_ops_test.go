@@ -1,0 +1,89 @@
+package sidecar
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sidecar-dev/sidecar/api"
+)
+
+// testQuota is the quota_backend_bytes of the static cluster test's members:
+// small, so that a few puts of large values raise a real NOSPACE alarm.
+const testQuota = 4 << 20
+
+// checkClusterView checks what GET /v1/cluster tells an operator, asked of
+// r, a member of a cluster whose members have testQuota: the leader is the
+// one endpoint that says it leads, whose lag is 0; every answering endpoint has
+// a lag and its quota, an unreachable one (down) has neither; no alarms.
+func checkClusterView(t *testing.T, r *running, down string) api.Cluster {
+	t.Helper()
+	cl, err := r.cli.Cluster(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl.AlarmsError != "" || len(cl.Alarms) != 0 {
+		t.Errorf("alarms = %+v, error %q; want none", cl.Alarms, cl.AlarmsError)
+	}
+	leaders := 0
+	for _, m := range cl.Members {
+		ep := m.Endpoints[0]
+		if ep.IsLeader {
+			leaders++
+		}
+		if ep.IsLeader && (m.Name != cl.Leader || m.ID != cl.LeaderID || ep.RaftIndexLag == nil || *ep.RaftIndexLag != 0) {
+			t.Errorf("leader endpoint %+v of %s; cluster leader %q (%s), want it with lag 0", ep, m.Name, cl.Leader, cl.LeaderID)
+		}
+		if (ep.RaftIndexLag == nil) != (m.Name == down) {
+			t.Errorf("member %s: raft_index_lag %v; want one unless it is down (%q)", m.Name, ep.RaftIndexLag, down)
+		}
+		if m.Name != down && ep.DBSizeQuota != testQuota {
+			t.Errorf("member %s: db_size_quota %d; want its quota_backend_bytes %d", m.Name, ep.DBSizeQuota, testQuota)
+		}
+	}
+	if leaders != 1 || cl.Leader == "" || cl.Leader == down {
+		t.Errorf("%d endpoints say they lead; leader = %q; want one member that answers", leaders, cl.Leader)
+	}
+	return cl
+}
+
+// checkNoSpace fills the cluster through r's member until etcd refuses a
+// put for want of space, then checks that GET /v1/cluster shows the NOSPACE
+// alarms, each on a member it names, and disarms them.
+func checkNoSpace(t *testing.T, r *running) {
+	t.Helper()
+	cli := r.d.etcd.client()
+	value := strings.Repeat("x", 1<<20)
+	var err error
+	for i := 0; i < 2*testQuota>>20 && err == nil; i++ {
+		_, err = cli.Put(t.Context(), "/fill/"+strings.Repeat("k", i+1), value)
+	}
+	if !errors.Is(err, rpctypes.ErrNoSpace) {
+		t.Fatalf("filling a %d-byte quota: %v; want %v", testQuota, err, rpctypes.ErrNoSpace)
+	}
+	wait := time.Duration(0)
+	_, err = r.cli.Lock(t.Context(), "nospace", &wait) // a hold needs a lease grant: refused
+	if err == nil || !strings.Contains(err.Error(), "etcd unavailable: etcd is out of space (NOSPACE alarm)") ||
+		strings.Contains(err.Error(), "lease:") || strings.Contains(err.Error(), "lock:") {
+		t.Errorf("lock under NOSPACE: %v; want etcd unavailable: etcd is out of space…, without package prefixes", err)
+	}
+	cl, err := r.cli.Cluster(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cl.Alarms) == 0 || cl.AlarmsError != "" {
+		t.Fatalf("alarms = %+v, error %q; want NOSPACE", cl.Alarms, cl.AlarmsError)
+	}
+	for _, a := range cl.Alarms { // raised by whichever members' db reached the quota
+		if a.Alarm != "NOSPACE" || a.Member == "" || a.MemberID != memberID(cl, a.Member) {
+			t.Errorf("alarm %+v; want NOSPACE naming a member", a)
+		}
+	}
+	if _, err := cli.AlarmDisarm(t.Context(), &clientv3.AlarmMember{}); err != nil {
+		t.Fatalf("disarm: %v", err)
+	}
+}
