@@ -21,6 +21,7 @@ import (
 	"github.com/sidecar-dev/sidecar/discovery"
 	"github.com/sidecar-dev/sidecar/embedded"
 	"github.com/sidecar-dev/sidecar/internal/liveness"
+	"github.com/sidecar-dev/sidecar/internal/record"
 	"github.com/sidecar-dev/sidecar/registry"
 )
 
@@ -253,7 +254,7 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	if err != nil {
 		return fmt.Errorf("sidecar: liveness: %w", err)
 	}
-	disc, err := discovery.New(cli, discovery.Config{Prefix: d.cfg.Etcd.Namespace + "/services", Logger: d.log, Liveness: live})
+	disc, err := discovery.New(cli, discovery.Config{Prefix: record.ServicesPrefix(d.cfg.Etcd.Namespace), Logger: d.log, Liveness: live})
 	if err != nil {
 		return fmt.Errorf("sidecar: discovery: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/record"
 	"github.com/sidecar-dev/sidecar/registry"
 )
 
@@ -17,7 +18,7 @@ import (
 func (c *Config) RegistryConfig() registry.Config {
 	s := c.Service
 	return registry.Config{
-		Prefix:       c.Etcd.Namespace + "/services",
+		Prefix:       record.ServicesPrefix(c.Etcd.Namespace),
 		Service:      s.Name,
 		ID:           s.ID,
 		Node:         c.Name,

@@ -52,6 +52,10 @@ type wire struct {
 	Metadata any
 }
 
+// ServicesPrefix is where the instances of every service live under an
+// etcd namespace such as "/sidecar" (SPEC §4): namespace + "/services".
+func ServicesPrefix(namespace string) string { return namespace + "/services" }
+
 // Encode returns the value to store for in. A nil Metadata is written as
 // null, an empty one as {}.
 func Encode(in Instance) []byte {
