@@ -107,7 +107,7 @@ func TestDaemonEmbeddedDefault(t *testing.T) {
 		t.Fatalf("cluster = %+v", cl)
 	}
 	metrics := get(t, r.cli, "/metrics", http.StatusOK)
-	for _, want := range []string{"sidecar_build_info{", "go_goroutines", "process_resident_memory_bytes", "grpc_client_handled_total", `sidecar_etcd_connection_state{state="READY"} 1`, "sidecar_etcd_up 1"} {
+	for _, want := range []string{"sidecar_build_info{", "go_goroutines", "process_resident_memory_bytes", "grpc_client_handled_total", `sidecar_etcd_connection_state{state="READY"} 1`, `sidecar_etcd_connection_state{state="CONNECTING"} 0`, "sidecar_etcd_up 1"} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -13,6 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/connectivity"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sidecar-dev/sidecar/embedded"
 	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/liveness"
@@ -188,6 +190,22 @@ func errorKind(err error) string {
 	return "error"
 }
 
+// connStates are the gRPC connectivity states, each a series of
+// sidecar_etcd_connection_state, so that {state="READY"} == 0 can fire.
+var connStates = []connectivity.State{connectivity.Idle, connectivity.Connecting, connectivity.Ready,
+	connectivity.TransientFailure, connectivity.Shutdown}
+
+// setConnState sets the series of s to 1 and every other state's to 0.
+func setConnState(g *prometheus.GaugeVec, s connectivity.State) {
+	for _, c := range connStates {
+		v := 0.0
+		if c == s {
+			v = 1
+		}
+		g.WithLabelValues(c.String()).Set(v)
+	}
+}
+
 // watchConnState mirrors the gRPC connectivity state into status and
 // metrics; it is event driven and sends nothing to etcd.
 func (d *Daemon) watchConnState(ctx context.Context, cli *clientv3.Client) {
@@ -197,8 +215,7 @@ func (d *Daemon) watchConnState(ctx context.Context, cli *clientv3.Client) {
 		d.etcd.mu.Lock()
 		d.etcd.connState = s
 		d.etcd.mu.Unlock()
-		d.metrics.connState.Reset()
-		d.metrics.connState.WithLabelValues(s.String()).Set(1)
+		setConnState(d.metrics.connState, s)
 		if !conn.WaitForStateChange(ctx, s) {
 			return
 		}
