@@ -197,6 +197,12 @@ func TestE2ELeaderSidecarKilled(t *testing.T) {
 	a := joinedDaemon(t, "a", srv.ClientURL, ttl)
 	b := joinedDaemon(t, "b", srv.ClientURL, ttl)
 	watch := b.start(t, "leader", "nightly", "--watch", "--json")
+	etcdtest.Eventually(t, 30*time.Second, "the watch shows no leader first", func() error {
+		if !strings.Contains(watch.stdout.String(), `"leader":null`) {
+			return fmt.Errorf("watch: %s", watch.stdout)
+		}
+		return nil
+	})
 	leaderA := a.start(t, "elect", "--value", "A", "nightly", "--", "sh", "-c", "while :; do sleep 0.05; done")
 	etcdtest.Eventually(t, 30*time.Second, "A leads", func() error {
 		if !strings.Contains(watch.stdout.String(), `"leader":"A"`) {
