@@ -106,7 +106,7 @@ func (c *Config) validateEtcd(p *problems) {
 		return
 	}
 	_, err := c.ClientConfig()
-	for _, err := range leaves(err) {
+	for _, err := range Problems(err) {
 		var fe *etcdclient.FieldError
 		if errors.As(err, &fe) { // worded for developers: "etcdclient: field value: reason"
 			p.addText(fe.Field, fe.Value, fe.Reason)
@@ -129,7 +129,7 @@ func (c *Config) validateEmbedded(p *problems) {
 		mc.InitialAdvertisePeerURLs = nil
 	}
 	nameDerived := mc.Name == c.Name && !names.Valid(c.Name)
-	for _, err := range leaves(mc.Validate()) {
+	for _, err := range Problems(mc.Validate()) {
 		if nameDerived && strings.HasPrefix(err.Error(), "embedded.name:") {
 			continue // the node name's problem, reported under name
 		}
@@ -137,8 +137,9 @@ func (c *Config) validateEmbedded(p *problems) {
 	}
 }
 
-// leaves returns the errors joined in err (errors.Join), at any depth.
-func leaves(err error) []error {
+// Problems returns the errors joined in err (errors.Join), at any depth:
+// one per problem, as Validate reports them.
+func Problems(err error) []error {
 	if err == nil {
 		return nil
 	}
@@ -148,7 +149,7 @@ func leaves(err error) []error {
 	}
 	var out []error
 	for _, e := range j.Unwrap() {
-		out = append(out, leaves(e)...)
+		out = append(out, Problems(e)...)
 	}
 	return out
 }
@@ -166,7 +167,7 @@ func (c *Config) validateService(p *problems) {
 	if s.ID == registry.DefaultID(s.Name, c.Name, s.Port) {
 		rc.ID = "" // derived: the registry words a problem of the default id itself
 	}
-	for _, err := range leaves(rc.Validate()) {
+	for _, err := range Problems(rc.Validate()) {
 		var fe *registry.FieldError
 		if !errors.As(err, &fe) {
 			*p = append(*p, fmt.Errorf("service: %w", err))
@@ -243,12 +244,12 @@ func (c *Config) validateMappings(p *problems) {
 		}
 		mc, errs := m.mapping()
 		if mc != nil {
-			errs = append(errs, leaves(mc.Validate())...)
+			errs = append(errs, Problems(mc.Validate())...)
 		}
 		if rc, err := m.OnChange.reload(); err != nil {
 			errs = append(errs, err)
 		} else {
-			errs = append(errs, leaves(rc.Validate())...)
+			errs = append(errs, Problems(rc.Validate())...)
 		}
 		for _, err := range errs {
 			m.addProblem(p, f, err)
@@ -300,7 +301,7 @@ func (m MappingConfig) mapping() (*configsync.Config, []error) {
 	}
 	owner, err := configsync.LookupOwner(m.Owner, m.Group)
 	if err != nil {
-		errs = append(errs, leaves(err)...)
+		errs = append(errs, Problems(err)...)
 	}
 	if len(errs) > 0 {
 		return nil, errs

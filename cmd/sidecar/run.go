@@ -70,14 +70,14 @@ func indent(err error) error {
 // left with (port: 80a is not also "service.port: 0").
 func configError(lerr, verr error) error {
 	failed := map[string]bool{}
-	for _, err := range leaves(lerr) {
+	for _, err := range sidecar.Problems(lerr) {
 		var bv *badValue
 		if errors.As(err, &bv) {
 			failed[bv.key] = true
 		}
 	}
-	errs := leaves(lerr)
-	for _, err := range leaves(verr) {
+	errs := sidecar.Problems(lerr)
+	for _, err := range sidecar.Problems(verr) {
 		var fe *sidecar.FieldError
 		if errors.As(err, &fe) && failed[fe.Field] {
 			continue
@@ -85,22 +85,6 @@ func configError(lerr, verr error) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// leaves returns the errors joined in err (errors.Join), at any depth.
-func leaves(err error) []error {
-	if err == nil {
-		return nil
-	}
-	j, ok := err.(interface{ Unwrap() []error })
-	if !ok {
-		return []error{err}
-	}
-	var out []error
-	for _, e := range j.Unwrap() {
-		out = append(out, leaves(e)...)
-	}
-	return out
 }
 
 // devPrefixes are the package prefixes that errors carry inside the code;
