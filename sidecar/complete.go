@@ -31,11 +31,7 @@ func (c *Config) Complete() error {
 		c.Name = h
 	}
 	errs = append(errs, c.renderTemplates()...)
-	if c.DataDir != "" {
-		if abs, err := filepath.Abs(c.DataDir); err == nil {
-			c.DataDir = abs // status shows it, and a later chdir cannot move it
-		}
-	}
+	c.DataDir = absPath(c.DataDir) // status shows it, and a later chdir cannot move it
 	e := &c.Embedded
 	if e.Name == "" {
 		e.Name = c.Name
@@ -43,6 +39,7 @@ func (c *Config) Complete() error {
 	if e.DataDir == "" && c.DataDir != "" {
 		e.DataDir = filepath.Join(c.DataDir, "etcd")
 	}
+	e.DataDir = absPath(e.DataDir) // ETCD_DATA_DIR may be relative
 	if len(e.AdvertiseClientURLs) == 0 {
 		e.AdvertiseClientURLs = append([]string(nil), e.ListenClientURLs...)
 	}
@@ -115,4 +112,16 @@ func (c *Config) renderTemplates() []error {
 	one("service.check.tcp", &c.Service.Check.TCP)
 	one("api.http", &c.API.HTTP)
 	return errs
+}
+
+// absPath is p made absolute; "" and a path that cannot be made absolute
+// stay as they are.
+func absPath(p string) string {
+	if p == "" {
+		return p
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }
