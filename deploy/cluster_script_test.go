@@ -17,10 +17,10 @@ func TestLocalClusterScript(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()
-	// Ports 12379.. are below Linux's ephemeral range, so the free ports
+	// Ports 26379.. are below Linux's ephemeral range, so the free ports
 	// other tests draw do not collide with them.
 	cmd := exec.CommandContext(ctx, "bash", "local-cluster.sh", "--short", "--bin", sidecarBinary(t),
-		"--base-port", "12379", "--dir", t.TempDir(), "--timeout", "60")
+		"--base-port", "26379", "--dir", t.TempDir(), "--timeout", "60")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("local-cluster.sh --short: %v\n%s", err, out)

@@ -12,8 +12,8 @@
 #
 # Ports: member N (1..3) serves clients on BASE+100*(N-1), peers on the port
 # after it and api.http (metrics, health) on BASE+100*(N-1)+11; with the
-# default --base-port 12379: 12379/12380/12390, 12479/12480/12490,
-# 12579/12580/12590 (apart from the examples' ports).
+# default --base-port 26379: 26379/26380/26390, 26479/26480/26490,
+# 26579/26580/26590 (apart from the examples' ports).
 set -euo pipefail
 
 usage() {
@@ -21,14 +21,14 @@ usage() {
 	cat <<'USAGE'
 Options:
   --short          stop the cluster once it is up and checked (CI)
-  --base-port N    first client port (default 12379)
+  --base-port N    first client port (default 26379)
   --dir DIR        data, sockets and logs (default ./cluster-data/local; --short: a temporary dir)
   --bin PATH       the sidecar binary to run (default: go build ./cmd/sidecar into DIR)
   --timeout SEC    how long to wait for the cluster to become healthy (default 60)
 USAGE
 }
 
-short=0 base=12379 dir="" bin="" timeout=60
+short=0 base=26379 dir="" bin="" timeout=60
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--short) short=1 ;;
