@@ -105,12 +105,17 @@ func TestSnapshotLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	visibleIs(t, dir, map[string]string{"a.conf": "A1", "new": "N"}, "deletes")
-	if _, err := os.Lstat(filepath.Join(dir, "sub")); !os.IsNotExist(err) {
-		t.Errorf("the link of a deleted directory is still there: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, first)); !os.IsNotExist(err) {
-		t.Errorf("the first payload %s is still there: %v", first, err)
-	}
+	// The names that are gone and the old payload are removed just after
+	// the swap (readers through ..data already see the new snapshot).
+	etcdtest.Eventually(t, 2*time.Second, "the link of the deleted directory and the first payload removed", func() error {
+		if _, err := os.Lstat(filepath.Join(dir, "sub")); !os.IsNotExist(err) {
+			return fmt.Errorf("the link of a deleted directory is still there: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, first)); !os.IsNotExist(err) {
+			return fmt.Errorf("the first payload %s is still there: %v", first, err)
+		}
+		return nil
+	})
 	etcdtest.Eventually(t, 2*time.Second, "status", func() error {
 		if st := m.Status(); st.Files != 2 || st.LastError != "" {
 			return fmt.Errorf("status %+v, want 2 files", st)
@@ -250,12 +255,15 @@ func TestLayoutSwitch(t *testing.T) {
 	stop()
 	run(t, cli, configsync.Config{Prefix: prefix, Dir: dir})
 	treeIs(t, dir, want, "snapshot → files")
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "..") || e.Type()&os.ModeSymlink != 0 {
-			t.Errorf("snapshot layout left %s", e.Name())
+	etcdtest.Eventually(t, 2*time.Second, "nothing of the snapshot layout left", func() error {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), "..") || e.Type()&os.ModeSymlink != 0 {
+				return fmt.Errorf("snapshot layout left %s", e.Name())
+			}
 		}
-	}
+		return nil
+	})
 }
 
 func must(t *testing.T, err error) {
