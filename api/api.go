@@ -261,6 +261,12 @@ const (
 // when the daemon stops.
 const ReasonShutdown = "sidecar shutting down"
 
+// ExitHoldLost is the exit code of `sidecar lock` and `sidecar elect` when
+// the hold was lost (or never won within --wait) and the child was
+// stopped: EX_TEMPFAIL of sysexits.h, "try again later", so that a
+// scheduler can tell it from the child's own failure.
+const ExitHoldLost = 75
+
 // HoldEvent is one line of the stream of POST /v1/locks/{name} and POST
 // /v1/elections/{name}: first EventAcquired (or EventElected), then, if
 // the hold is lost while the caller still holds it, EventLost with the

@@ -10,13 +10,12 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/sidecar-dev/sidecar/api"
 )
 
-// exitLost is the exit code of `sidecar lock` and `sidecar elect` when the
-// hold was lost (or never won within --wait) and the child was stopped:
-// EX_TEMPFAIL of sysexits.h, "try again later", so that a scheduler can
-// tell it from the child's own failure.
-const exitLost = 75
+// exitLost is the exit code of a wrapper whose hold was lost: api.ExitHoldLost.
+const exitLost = api.ExitHoldLost
 
 // defaultKillTimeout is how long a child stopped on loss has between
 // SIGTERM and SIGKILL, unless --kill-timeout says otherwise (SPEC §2).

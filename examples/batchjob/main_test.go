@@ -190,7 +190,7 @@ func testStaleHolder(t *testing.T, bins binaries, a, b *node) {
 	waitEntries(t, ledger, 1)
 	wa := startProc(t, bins.wrapper(a, "lock", "nightly", bins.job(ledger, "node-a", 2, 50*time.Millisecond))...)
 	b.pause(t)
-	wb.wantExit(t, 75) // the wrapper's exit code for a lost hold (EX_TEMPFAIL)
+	wb.wantExit(t, api.ExitHoldLost) // the wrapper's exit code for a lost hold (EX_TEMPFAIL)
 	wa.wantExit(t, 0)
 	b.resume(t)
 	if !strings.Contains(wb.stderr.String(), "no word from the sidecar") {

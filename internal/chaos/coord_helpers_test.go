@@ -18,9 +18,8 @@ import (
 // smallest the configuration allows, so that losses show quickly.
 const coordTTL = 2 * time.Second
 
-// exitLost is the exit code of a wrapper whose hold was lost (EX_TEMPFAIL,
-// cmd/sidecar's exitLost).
-const exitLost = 75
+// exitLost is the exit code of a wrapper whose hold was lost.
+const exitLost = api.ExitHoldLost
 
 // links is one sidecar's own set of client links: a proxy in front of each
 // member, so that one sidecar can be cut off while the others are not.
