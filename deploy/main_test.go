@@ -1,15 +1,14 @@
 package deploy_test
 
 import (
-	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // bin is the sidecar binary built once for the package's tests.
@@ -35,11 +34,7 @@ func sidecarBinary(t *testing.T) string {
 		if bin.dir, bin.err = os.MkdirTemp("", "deploytest"); bin.err != nil {
 			return
 		}
-		bin.path = filepath.Join(bin.dir, "sidecar")
-		out, err := exec.Command("go", "build", "-o", bin.path, "github.com/sidecar-dev/sidecar/cmd/sidecar").CombinedOutput()
-		if err != nil {
-			bin.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		bin.path, bin.err = etcdtest.BuildSidecarOnce(bin.dir)
 	})
 	if bin.err != nil {
 		t.Fatal(bin.err)

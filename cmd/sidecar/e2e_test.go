@@ -34,11 +34,7 @@ func sidecarBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "sidecar")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binPath, buildErr = etcdtest.BuildSidecarOnce(dir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

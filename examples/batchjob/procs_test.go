@@ -29,12 +29,8 @@ type binaries struct{ sidecar, batchjob string }
 func buildBinaries(t *testing.T) binaries {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/sidecar-dev/sidecar/cmd/sidecar", "github.com/sidecar-dev/sidecar/examples/batchjob")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return binaries{sidecar: filepath.Join(dir, "sidecar"), batchjob: filepath.Join(dir, "batchjob")}
+	sidecar := etcdtest.BuildSidecar(t, dir, "github.com/sidecar-dev/sidecar/examples/batchjob")
+	return binaries{sidecar: sidecar, batchjob: filepath.Join(dir, "batchjob")}
 }
 
 // job is the argv of the job appending n entries, pause apart, to l.

@@ -25,12 +25,7 @@ const within = 30 * time.Second
 // buildSidecar builds cmd/sidecar into a temporary directory.
 func buildSidecar(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir, "github.com/sidecar-dev/sidecar/cmd/sidecar").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return filepath.Join(dir, "sidecar")
+	return etcdtest.BuildSidecar(t, t.TempDir())
 }
 
 // node is a running `sidecar run` of the example.

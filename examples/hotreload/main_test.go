@@ -139,10 +139,7 @@ type sidecarProc struct {
 // (SIGKILL after 15s).
 func startSidecar(t *testing.T, work, base string) *sidecarProc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "sidecar")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/sidecar-dev/sidecar/cmd/sidecar").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := etcdtest.BuildSidecar(t, t.TempDir())
 	cfg, err := filepath.Abs("sidecar.yaml")
 	if err != nil {
 		t.Fatal(err)

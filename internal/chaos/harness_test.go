@@ -45,11 +45,7 @@ var (
 func sidecarBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		binPath = filepath.Join(binDir, "sidecar")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/sidecar-dev/sidecar/cmd/sidecar").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binPath, buildErr = etcdtest.BuildSidecarOnce(binDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
