@@ -97,12 +97,13 @@ func cfgBurst(t *testing.T, w *world, keys []string, seq map[string]int, size in
 	return killed, outage
 }
 
-// cfgRetry calls op with a 3 s deadline until it succeeds, for up to 20 s.
+// cfgRetry calls op with a 1 s deadline (about etcd's election timeout)
+// until it succeeds, for up to 20 s.
 func cfgRetry(t *testing.T, op func(context.Context) error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		c, cancel := context.WithTimeout(t.Context(), time.Second)
 		err := op(c)
 		cancel()
 		if err == nil {
