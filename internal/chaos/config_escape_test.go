@@ -89,6 +89,9 @@ func TestConfigEscapingKeys(t *testing.T) {
 	took := cfgWaitMapping(t, p, snap.prefix, "snapshot: refused and in sync", func(m api.ConfigMapping) bool {
 		return m.Rejected == int64(len(bad)) && m.Revision >= rev && m.LastError == ""
 	})
+	if now := cfgListing(t, root, files, snap); now != before {
+		t.Errorf("outside the mapped directories:\nbefore %s\nnow    %s", before, now)
+	}
 	cfgWaitMapping(t, p, files.prefix, "files: refused and failing on evil/x", func(m api.ConfigMapping) bool {
 		return m.Rejected == int64(len(bad)) && strings.Contains(m.LastError, `"evil/x"`)
 	})
