@@ -59,8 +59,8 @@ func TestConfigMemberChurn(t *testing.T) {
 	conv := p.cfgConverge(t, w, dir, "files", 30*time.Second)
 	close(stopR)
 	reader.Wait()
-	t.Logf("FIGURE scenario=config_member_churn form=%s seconds=%.0f kills=%d puts=%d put_errors=%d reads=%d versions_seen=%d torn=%d vanished=%d regressions=%d converged_ms=%s",
-		form(), wrote.Sub(start).Seconds(), kills, len(wr.acked), wr.failed, rd.reads, len(rd.seen), rd.tornN, rd.vanished, rd.regressions, ms(conv))
+	t.Logf("FIGURE scenario=config_member_churn form=%s seconds=%.0f kills=%d puts=%d puts_per_s=%.1f put_errors=%d reads=%d versions_seen=%d torn=%d vanished=%d regressions=%d converged_ms=%s",
+		form(), wrote.Sub(start).Seconds(), kills, len(wr.acked), float64(len(wr.acked))/wrote.Sub(start).Seconds(), wr.failed, rd.reads, len(rd.seen), rd.tornN, rd.vanished, rd.regressions, ms(conv))
 	lag := sample{name: "config_member_churn_put_to_file"}
 	for v, at := range wr.acked {
 		if seen, ok := rd.seen[v]; ok {
@@ -128,7 +128,7 @@ type cfgVersion struct {
 // cfgWriters is how many writers put at once, each to its own keys, so
 // that one slow put does not slow the others and each key's puts stay in
 // order.
-const cfgWriters = 5
+const cfgWriters = 10
 
 // cfgWriter puts cfgSeal values, 50 a second in all, from cfgWriters
 // goroutines; each owns every cfgWriters-th key and puts one value at a
