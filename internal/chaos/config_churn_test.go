@@ -153,16 +153,19 @@ func (wr *cfgWriter) run(stop <-chan struct{}) {
 	wg.Wait()
 }
 
-// loop is writer g: it puts to keys g, g+cfgWriters, ... in turn.
+// loop is writer g: it puts to keys g, g+cfgWriters, ... in turn, on a
+// fixed schedule of 50/cfgWriters a second; after a stalled put it
+// catches up, so that the rate over the run stays 50 a second in all.
 func (wr *cfgWriter) loop(stop <-chan struct{}, g int) {
-	tick := time.NewTicker(cfgWriters * time.Second / 50)
-	defer tick.Stop()
+	every := cfgWriters * time.Second / 50
+	next := time.Now()
 	seq := map[string]int{}
 	for i := g; ; i += cfgWriters {
+		next = next.Add(every)
 		select {
 		case <-stop:
 			return
-		case <-tick.C:
+		case <-time.After(time.Until(next)):
 		}
 		k := wr.keys[i%len(wr.keys)]
 		seq[k]++
