@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -171,6 +172,7 @@ func (m *Mapping) sync(ctx context.Context, d store) (int64, error) {
 		return 0, err
 	}
 	m.synced(rev)
+	maps.DeleteFunc(m.logged, func(key string, _ struct{}) bool { _, now := m.refused[key]; return !now })
 	m.log.Info("config mapping in sync", "rev", rev, "files", len(m.files), "written", b.writes, "removed", b.removals, "rejected", len(m.refused))
 	m.publish(&b, rev, time.Time{})
 	return rev, nil
@@ -282,6 +284,7 @@ func (m *Mapping) put(d store, kv *mvccpb.KeyValue) (rel string, changed bool, e
 // delete removes the file of a deleted key, unless deleted keys are kept.
 func (m *Mapping) delete(d store, key string) (rel string, removed bool, err error) {
 	delete(m.refused, key)
+	delete(m.logged, key)
 	rel, err = RelPath(key, m.cfg.Prefix)
 	if err != nil || m.cfg.OnDelete == OnDeleteKeep {
 		return "", false, nil
@@ -295,10 +298,12 @@ func (m *Mapping) delete(d store, key string) (rel string, removed bool, err err
 }
 
 // refuse records a key that is not mirrored, logging it the first time.
+// A key is logged again only after it was deleted or a re-list no longer
+// found it refused, so logged holds no more keys than etcd does.
 func (m *Mapping) refuse(key string, why error) {
 	if _, seen := m.logged[key]; !seen {
 		m.logged[key] = struct{}{}
-		m.log.Warn("config key refused; not written", "key", strings.ToValidUTF8(key, "?"), "err", why)
+		m.log.Warn("config key refused; not written", "key", shortKey(key), "err", why)
 	}
 	m.refused[key] = why.Error()
 }

@@ -146,6 +146,38 @@ func TestRefusedKeys(t *testing.T) {
 	})
 }
 
+// TestRefusedKeyLoggedOnce: a refused key is logged once, cut to a short
+// form, however often it is put; deleted and put again, it is logged again
+// (what is remembered of logged keys goes with the keys).
+func TestRefusedKeyLoggedOnce(t *testing.T) {
+	e := etcdtest.StartEmbedded(t)
+	cli := e.Client(t)
+	logs := &etcdtest.LogBuffer{}
+	bad := prefix + "../" + strings.Repeat("x", 4000)
+	m, _ := run(t, cli, configsync.Config{Prefix: prefix, Dir: filepath.Join(t.TempDir(), "app"), Logger: logs.Logger()})
+	count := func() int { return strings.Count(logs.String(), "config key refused") }
+	for i := range 3 {
+		put(t, cli, bad, fmt.Sprint(i))
+	}
+	rev := put(t, cli, prefix+"ok", "1")
+	etcdtest.Eventually(t, 5*time.Second, "synced", atRevision(m, rev))
+	if n := count(); n != 1 {
+		t.Fatalf("refused key logged %d times, want 1:\n%s", n, logs)
+	}
+	if strings.Contains(logs.String(), strings.Repeat("x", 100)) {
+		t.Errorf("the log carries the whole 4,000-byte key:\n%s", logs)
+	}
+	if _, err := cli.Delete(t.Context(), bad); err != nil {
+		t.Fatal(err)
+	}
+	put(t, cli, bad, "again")
+	rev = put(t, cli, prefix+"ok", "2")
+	etcdtest.Eventually(t, 5*time.Second, "synced", atRevision(m, rev))
+	if n := count(); n != 2 {
+		t.Errorf("refused key put again after its delete logged %d times in all, want 2:\n%s", n, logs)
+	}
+}
+
 // TestRestartConverges: a new run over a directory left by an earlier one
 // rewrites nothing unchanged, removes what etcd no longer has (a stray file
 // too), and writes what changed meanwhile.

@@ -83,6 +83,9 @@ func checkRel(rel string) error {
 	return nil
 }
 
+// shortKey is key as a log line shows it: valid UTF-8, cut to 80 bytes.
+func shortKey(key string) string { return short(strings.ToValidUTF8(key, "?")) }
+
 func refused(key, why string) error {
 	return fmt.Errorf("%w: %q: %s", ErrRefused, short(key), why)
 }
