@@ -129,7 +129,7 @@ func (d *Daemon) serveHold(w http.ResponseWriter, r *request, hr holdRequest, ac
 	e := &holdEntry{kind: hr.kind, name: hr.name, value: hr.value, peer: peer, hasPeer: hasPeer, since: time.Now()}
 	c.enter(e)
 	ctx, cancel := waitContext(r.Context(), base, hr.wait)
-	h, err := acquire(ctx, cli, c.prefix(hr.kind, hr.name), hr.wait != nil && *hr.wait == 0)
+	h, err := c.acquireWaiting(ctx, cli, hr, acquire)
 	cause := context.Cause(ctx)
 	cancel()
 	if err != nil {
@@ -146,6 +146,33 @@ func (d *Daemon) serveHold(w http.ResponseWriter, r *request, hr holdRequest, ac
 	}
 	c.log.Info("acquired", "kind", e.kind, "name", e.name, "key", e.key, "fence", e.fence, "pid", peer.PID, "uid", peer.UID)
 	c.stream(w, r.Context(), base, e, h)
+}
+
+// rewaitPause is the pause before a wait whose session was lost goes on
+// with a new session.
+const rewaitPause = 100 * time.Millisecond
+
+// acquireWaiting runs acquire for hr and, when a wait (not a try) failed
+// only because its session was lost while it waited (keep-alives
+// unanswered for a TTL, as during an etcd leader election), runs it again
+// on a new session for as long as ctx lasts: nothing was held, no fence
+// handed out, and the caller asked to wait. A new session that cannot be
+// granted (etcd down) ends the wait with that error.
+func (c *coordinator) acquireWaiting(ctx context.Context, cli *clientv3.Client, hr holdRequest, acquire acquireFunc) (holding, error) {
+	try := hr.wait != nil && *hr.wait == 0
+	for {
+		h, err := acquire(ctx, cli, c.prefix(hr.kind, hr.name), try)
+		if err == nil || try || ctx.Err() != nil ||
+			!errors.Is(err, lease.ErrUnacknowledged) && !errors.Is(err, lease.ErrExpired) {
+			return h, err
+		}
+		c.log.Warn("session lost while waiting; waiting again on a new session", "kind", hr.kind, "name", hr.name, "err", err)
+		select {
+		case <-ctx.Done():
+			return h, err
+		case <-time.After(rewaitPause):
+		}
+	}
 }
 
 // waitContext is the context of a wait for a hold: it ends with the
