@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/election"
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/lease"
 	"github.com/sidecar-dev/sidecar/lock"
 )
@@ -208,23 +208,8 @@ func (d *Daemon) writeAcquireError(w http.ResponseWriter, r *request, hr holdReq
 	case r.Context().Err() != nil:
 		// the caller went away; nobody reads an answer
 	default:
-		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+etcdReason(err))
+		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+etcdclient.RequestReason(err))
 	}
-}
-
-// etcdReason is an etcd request's failure in the user's words: what etcd
-// said, without the wrapping of the packages it went through; for NOSPACE,
-// what to do about it.
-func etcdReason(err error) string {
-	var ee rpctypes.EtcdError
-	switch {
-	case errors.Is(err, rpctypes.ErrNoSpace):
-		return "etcd is out of space (NOSPACE alarm): it takes only reads and deletes until it is compacted, " +
-			"defragmented and the alarm disarmed; see `sidecar cluster` and docs/operations.md"
-	case errors.As(err, &ee):
-		return ee.Error()
-	}
-	return err.Error()
 }
 
 // stream answers 200 with the acquired (or elected) event, then holds
