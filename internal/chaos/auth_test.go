@@ -100,8 +100,8 @@ config:
 // with the token expired, a second lock is acquired within lockBound.
 // Then both followers are SIGKILLed and restarted (they forget the tokens
 // they issued): a put is still mirrored and a lock taken within
-// lockBound. The members refused at least one expired token (the run
-// exercised re-authentication). A sidecar restarted as the same user
+// lockBound. Before the restarts the members had refused at least one
+// expired token (the run exercised re-authentication). A sidecar restarted as the same user
 // registers again, and after its SIGTERM etcd holds no key of the
 // namespace and no lease.
 func TestAuthTokenTTL(t *testing.T) {
@@ -141,13 +141,14 @@ func TestAuthTokenTTL(t *testing.T) {
 		t.Errorf("the held command was stopped during the run:\n%s\nwrapper stderr: %s", b, holder.stderr)
 	}
 	holder.stop()
-	authForgotten(t, w, p, dir, lockBound)
-	authRestart(t, w, p, yaml)
 	expired := authInvalidTokens(t, w)
-	t.Logf("FIGURE scenario=auth_tokens_refused form=%s invalid_token_answers=%d", form(), expired)
 	if expired == 0 {
 		t.Errorf("no member refused an expired token: the run did not exercise re-authentication")
 	}
+	authForgotten(t, w, p, dir, lockBound)
+	t.Logf("FIGURE scenario=auth_tokens_refused form=%s expired_before_restarts=%d after_restarts=%d",
+		form(), expired, authInvalidTokens(t, w)-expired)
+	authRestart(t, w, p, yaml)
 }
 
 // authInvalidTokens counts the requests the members refused for an
