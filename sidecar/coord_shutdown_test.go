@@ -3,12 +3,14 @@ package sidecar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/client"
@@ -197,5 +199,56 @@ func TestHoldLostWhenKeyDeleted(t *testing.T) {
 	m := get(t, r.cli, "/metrics", http.StatusOK)
 	if v := metricValue(m, `sidecar_coordination_lost_total{kind="lock",reason="deleted"}`); v != 1 {
 		t.Errorf(`sidecar_coordination_lost_total{kind="lock",reason="deleted"} = %v, want 1`, v)
+	}
+}
+
+// TestWaitSurvivesSessionLoss: a caller waits for a lock that another
+// client holds; the daemon's link is blackholed past the waiting session's
+// deadline, as a long etcd leader election would leave it, then healed.
+// Nothing was held and the caller asked to wait, so the wait goes on with
+// a new session instead of failing; once the other holder unlocks, the
+// caller holds the lock.
+func TestWaitSurvivesSessionLoss(t *testing.T) {
+	e := etcdtest.StartEmbedded(t)
+	p := etcdtest.StartProxy(t, e.ClientURL)
+	seed := e.Client(t)
+	cfg := coordConfig(t, p.URL())
+	r := startDaemon(t, cfg)
+	ctx := t.Context()
+	sess, err := concurrency.NewSession(seed, concurrency.WithTTL(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	other := concurrency.NewMutex(sess, "/sidecar/locks/job")
+	if err := other.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := lockAsync(ctx, r.cli, "job")
+	etcdtest.Eventually(t, 5*time.Second, "caller waiting in etcd", func() error {
+		if n := keysUnder(t, seed, "/sidecar/locks/job/"); n != 2 {
+			return fmt.Errorf("%d keys under the lock", n)
+		}
+		return nil
+	})
+	p.Blackhole()
+	time.Sleep(cfg.Coordination.TTL + 500*time.Millisecond) // past the waiting session's deadline
+	p.Heal()
+	select {
+	case res := <-got:
+		t.Fatalf("the wait ended while the lock was held: %v", res.err)
+	case <-time.After(3 * time.Second):
+	}
+	if err := other.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case res := <-got:
+		if res.err != nil {
+			t.Fatalf("caller: %v", res.err)
+		}
+		res.h.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("caller not served within 10s of the unlock")
 	}
 }

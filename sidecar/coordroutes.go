@@ -9,11 +9,11 @@ import (
 	"net/http"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/election"
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/lease"
 	"github.com/sidecar-dev/sidecar/lock"
 )
@@ -129,7 +129,7 @@ func (d *Daemon) serveHold(w http.ResponseWriter, r *request, hr holdRequest, ac
 	e := &holdEntry{kind: hr.kind, name: hr.name, value: hr.value, peer: peer, hasPeer: hasPeer, since: time.Now()}
 	c.enter(e)
 	ctx, cancel := waitContext(r.Context(), base, hr.wait)
-	h, err := acquire(ctx, cli, c.prefix(hr.kind, hr.name), hr.wait != nil && *hr.wait == 0)
+	h, err := c.acquireWaiting(ctx, cli, hr, acquire)
 	cause := context.Cause(ctx)
 	cancel()
 	if err != nil {
@@ -146,6 +146,33 @@ func (d *Daemon) serveHold(w http.ResponseWriter, r *request, hr holdRequest, ac
 	}
 	c.log.Info("acquired", "kind", e.kind, "name", e.name, "key", e.key, "fence", e.fence, "pid", peer.PID, "uid", peer.UID)
 	c.stream(w, r.Context(), base, e, h)
+}
+
+// rewaitPause is the pause before a wait whose session was lost goes on
+// with a new session.
+const rewaitPause = 100 * time.Millisecond
+
+// acquireWaiting runs acquire for hr and, when a wait (not a try) failed
+// only because its session was lost while it waited (keep-alives
+// unanswered for a TTL, as during an etcd leader election), runs it again
+// on a new session for as long as ctx lasts: nothing was held, no fence
+// handed out, and the caller asked to wait. A new session that cannot be
+// granted (etcd down) ends the wait with that error.
+func (c *coordinator) acquireWaiting(ctx context.Context, cli *clientv3.Client, hr holdRequest, acquire acquireFunc) (holding, error) {
+	try := hr.wait != nil && *hr.wait == 0
+	for {
+		h, err := acquire(ctx, cli, c.prefix(hr.kind, hr.name), try)
+		if err == nil || try || ctx.Err() != nil ||
+			!errors.Is(err, lease.ErrUnacknowledged) && !errors.Is(err, lease.ErrExpired) {
+			return h, err
+		}
+		c.log.Warn("session lost while waiting; waiting again on a new session", "kind", hr.kind, "name", hr.name, "err", err)
+		select {
+		case <-ctx.Done():
+			return h, err
+		case <-time.After(rewaitPause):
+		}
+	}
 }
 
 // waitContext is the context of a wait for a hold: it ends with the
@@ -181,23 +208,8 @@ func (d *Daemon) writeAcquireError(w http.ResponseWriter, r *request, hr holdReq
 	case r.Context().Err() != nil:
 		// the caller went away; nobody reads an answer
 	default:
-		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+etcdReason(err))
+		writeError(w, http.StatusServiceUnavailable, "etcd unavailable: "+etcdclient.RequestReason(err))
 	}
-}
-
-// etcdReason is an etcd request's failure in the user's words: what etcd
-// said, without the wrapping of the packages it went through; for NOSPACE,
-// what to do about it.
-func etcdReason(err error) string {
-	var ee rpctypes.EtcdError
-	switch {
-	case errors.Is(err, rpctypes.ErrNoSpace):
-		return "etcd is out of space (NOSPACE alarm): it takes only reads and deletes until it is compacted, " +
-			"defragmented and the alarm disarmed; see `sidecar cluster` and docs/operations.md"
-	case errors.As(err, &ee):
-		return ee.Error()
-	}
-	return err.Error()
 }
 
 // stream answers 200 with the acquired (or elected) event, then holds

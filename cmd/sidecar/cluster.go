@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 )
 
 func newClusterCmd() *cobra.Command {
@@ -61,7 +62,7 @@ func printCluster(out io.Writer, cl api.Cluster) error {
 	fmt.Fprintln(out, clusterSummary(cl))
 	for _, a := range cl.Alarms {
 		if a.Alarm == "NOSPACE" {
-			fmt.Fprintln(out, "NOSPACE: a member's db reached its quota; the cluster takes only reads and deletes until you compact, defragment and `etcdctl alarm disarm` (docs/operations.md)")
+			fmt.Fprintln(out, "NOSPACE: a member's db reached its quota; "+etcdclient.NoSpaceAdvice)
 			break
 		}
 	}

@@ -209,3 +209,23 @@ func asExact[T error](err error, target *T) bool {
 	}
 	return ok
 }
+
+// NoSpaceAdvice is what etcd's NOSPACE alarm means for its clients and
+// what an operator does about it; the API's errors and `sidecar cluster`
+// say it alike.
+const NoSpaceAdvice = "the cluster takes only reads and deletes until it is compacted, defragmented " +
+	"and the alarm disarmed (`etcdctl alarm disarm`; see docs/operations.md)"
+
+// RequestReason is the failure of an etcd request in the user's words:
+// what etcd said, without the wrapping of the packages it went through;
+// for NOSPACE, what it means and what to do (NoSpaceAdvice).
+func RequestReason(err error) string {
+	var ee rpctypes.EtcdError
+	switch {
+	case errors.Is(err, rpctypes.ErrNoSpace):
+		return "etcd is out of space (NOSPACE alarm): " + NoSpaceAdvice
+	case errors.As(err, &ee):
+		return ee.Error()
+	}
+	return err.Error()
+}

@@ -90,3 +90,27 @@ func TestPermanent(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestReason: a request's failure in the user's words, whatever
+// wrapped it on the way: NOSPACE with what to do, etcd's own message for
+// other etcd errors, the error as is otherwise.
+func TestRequestReason(t *testing.T) {
+	other := errors.New("something else")
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"nospace", fmt.Errorf("lock: acquire /sidecar/locks/x: lease: grant: %w", rpctypes.ErrNoSpace),
+			"etcd is out of space (NOSPACE alarm): " + etcdclient.NoSpaceAdvice},
+		{"etcd error", fmt.Errorf("lock: acquire: %w", rpctypes.ErrLeaseNotFound), "etcdserver: requested lease not found"},
+		{"other", other, "something else"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := etcdclient.RequestReason(tc.err); got != tc.want {
+				t.Errorf("RequestReason = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

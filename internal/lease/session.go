@@ -24,6 +24,16 @@ const (
 // revokeTimeout bounds the revoke of a lease granted by a New that fails.
 const revokeTimeout = 2 * time.Second
 
+// revokeAttempt bounds one attempt of a revoke. A member without a leader
+// answers a require-leader request at once, but one whose proposal is
+// dropped while a new leader is elected answers only at etcd's own request
+// timeout (seconds); revoke tries again instead, so that the lease goes as
+// soon as the cluster has a leader, not when it expires.
+const revokeAttempt = 500 * time.Millisecond
+
+// revokePause is the pause between attempts of a revoke.
+const revokePause = 50 * time.Millisecond
+
 // Why a session is lost, for errors.Is on Err.
 var (
 	// ErrUnacknowledged: the deadline passed with no newer keep-alive
@@ -154,10 +164,28 @@ func (s *Session) abandon(ctx context.Context, err error) error {
 	s.stop()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revokeTimeout)
 	defer cancel()
-	if _, rerr := s.cli.Revoke(rctx, s.id); rerr != nil {
-		err = errors.Join(err, fmt.Errorf("lease: revoke %x: %w", int64(s.id), rerr))
+	if rerr := s.revoke(rctx); rerr != nil {
+		err = errors.Join(err, rerr)
 	}
 	return err
+}
+
+// revoke revokes the lease in attempts of revokeAttempt until one is
+// answered or ctx ends; a lease etcd no longer has counts as revoked.
+func (s *Session) revoke(ctx context.Context) error {
+	for {
+		actx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), revokeAttempt)
+		_, err := s.cli.Revoke(actx, s.id)
+		cancel()
+		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lease: revoke %x: %w", int64(s.id), err)
+		case <-time.After(revokePause):
+		}
+	}
 }
 
 // ID is the lease's ID.
@@ -219,8 +247,8 @@ func (s *Session) Close(ctx context.Context) error {
 	if s.revoked {
 		return nil
 	}
-	if _, err := s.cli.Revoke(ctx, s.id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
-		return fmt.Errorf("lease: revoke %x: %w", int64(s.id), err)
+	if err := s.revoke(ctx); err != nil {
+		return err
 	}
 	s.revoked = true
 	return nil

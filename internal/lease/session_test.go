@@ -192,3 +192,33 @@ func TestRevokedElsewhere(t *testing.T) {
 		t.Fatalf("Close replaced the reason: %v", s.Err())
 	}
 }
+
+// TestCloseDuringElection: the etcd leader of a three-member cluster is
+// SIGKILLed just before Close. A revoke sent while the others elect a new
+// leader is dropped and answered only at etcd's request timeout; Close
+// tries again, so it returns nil, with the key gone, once the cluster has
+// a leader: well within the 3 s given, and before the lease could expire
+// (which the new leader would allow only after a full TTL).
+func TestCloseDuringElection(t *testing.T) {
+	c := etcdtest.StartCluster(t, 3, etcdtest.ServerOptions{})
+	cli := c.Client(t)
+	s := start(t, cli)
+	if _, err := cli.Put(t.Context(), "k", "v", clientv3.WithLease(s.ID())); err != nil {
+		t.Fatal(err)
+	}
+	leader := c.Leader(t)
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	c.Members[leader].Kill()
+	begin := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		t.Fatalf("close %s after the leader was killed: %v", time.Since(begin), err)
+	}
+	t.Logf("close took %s with the leader killed", time.Since(begin))
+	if resp, err := cli.Get(t.Context(), "k"); err != nil || len(resp.Kvs) != 0 {
+		t.Fatalf("key on the lease after Close: %v %v", resp.Kvs, err)
+	}
+}
