@@ -60,7 +60,7 @@ func (r *Registrar) loop(ctx context.Context) error {
 		if ctx.Err() == nil {
 			failures++
 			r.log.Log(ctx, logLevel(failures), "registration interrupted; retrying", "err", err, "attempt", failures)
-			r.update(func() { r.lastErr = err.Error() })
+			r.update(func() { r.lastErr = inWords(err) })
 		}
 		retry.Sleep(ctx, bo.Next())
 	}

@@ -100,7 +100,7 @@ func (s *session) lose(cause error) {
 			if r.leaseID == s.id {
 				r.leaseID, r.present, r.holder, r.deadline, r.recovering, r.expired = 0, false, nil, time.Time{}, true, false
 			}
-			r.lastErr = cause.Error()
+			r.lastErr = inWords(cause)
 		})
 	})
 }
@@ -148,7 +148,7 @@ func (s *session) keep() {
 			s.r.update(func() {
 				if s.r.leaseID == s.id {
 					s.r.expired = true
-					s.r.lastErr = fmt.Sprintf("registry: lease %x: no keep-alive acknowledged within its %s TTL", int64(s.id), s.ttl)
+					s.r.lastErr = fmt.Sprintf("lease %x: no keep-alive acknowledged within its %s TTL", int64(s.id), s.ttl)
 				}
 			})
 		}
@@ -217,7 +217,7 @@ func (s *session) run() error {
 		default:
 			failures++
 			s.r.log.Log(s.ctx, logLevel(failures), "registration not in sync; retrying", "err", err, "attempt", failures)
-			s.r.update(func() { s.r.lastErr = err.Error() })
+			s.r.update(func() { s.r.lastErr = inWords(err) })
 			retry.Reset(bo.Next())
 		}
 	}
