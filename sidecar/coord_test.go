@@ -203,6 +203,8 @@ func TestCoordBadRequests(t *testing.T) {
 		{"lock name too long", "POST", "/v1/locks/" + strings.Repeat("x", 129), "", 400},
 		{"lock bad wait", "POST", "/v1/locks/job?wait=soon", "", 400},
 		{"lock negative wait", "POST", "/v1/locks/job?wait=-1s", "", 400},
+		{"lock wait not url encoding", "POST", "/v1/locks/job?wait=0%g", "", 400},
+		{"lock query not url encoding", "POST", "/v1/locks/job?wait=1s&%", "", 400},
 		{"lock wrong method", "GET", "/v1/locks/job", "", 405},
 		{"election bad name", "POST", "/v1/elections/.x", `{"value":"a"}`, 400},
 		{"election bad json", "POST", "/v1/elections/primary", `{"value":`, 400},

@@ -227,6 +227,8 @@ func TestDecodeJSON(t *testing.T) {
 		{"wrong type", `{"weight":"5"}`, "application/json", 400},
 		{"too big", `{"weight":` + strings.Repeat(" ", maxBodyBytes) + `5}`, "application/json", 413},
 		{"wrong content type", `{"weight":5}`, "text/plain", 415},
+		{"content type with a json prefix", `{"weight":5}`, "application/jsonx", 415},
+		{"content type with charset", `{"weight":5}`, "application/json; charset=utf-8", 200},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,9 @@ package sidecar
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -17,6 +19,14 @@ const (
 	maxBodyBytes      = 1 << 20
 	maxHeaderBytes    = 64 << 10
 	readHeaderTimeout = 5 * time.Second
+	// bodyReadTimeout bounds the read of a request's body, from the end of
+	// its header: a body that never completes is cut off (408), not served
+	// for ever.
+	bodyReadTimeout = 10 * time.Second
+	// streamWriteTimeout bounds each write of an NDJSON stream: a client
+	// that stops reading loses its stream rather than hold a connection and
+	// a goroutine for ever.
+	streamWriteTimeout = 10 * time.Second
 	// maxConns caps the socket's open connections; streams may take all
 	// but reservedConns of them, so that a client holding the most streams
 	// it may still leaves room for /v1/health and everyone else.
@@ -90,6 +100,10 @@ func (d *Daemon) preamble(rt route) http.HandlerFunc {
 				return
 			}
 		}
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("bad query %q: %v", r.URL.RawQuery, err))
+			return
+		}
 		if rt.stream {
 			if v := r.URL.Query().Get("watch"); v != "" {
 				b, err := strconv.ParseBool(v)
@@ -134,9 +148,38 @@ func (d *Daemon) socketHandler() http.Handler {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("uid %d is not allowed to use this socket (api.allowed_uids)", peer.UID))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		limitBody(w, r)
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// limitBody caps the request's body at maxBodyBytes and its read at
+// bodyReadTimeout. The deadline is lifted once the body has been read to
+// its end, because the server then reads on to see the client hang up,
+// and that read must not end a stream; a body the handler leaves unread is
+// still bounded when the server drains it after the handler.
+func limitBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
+			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		}
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+}
+
+// deadlineBody lifts the connection's read deadline at the end of the body.
+type deadlineBody struct {
+	io.ReadCloser
+	rc *http.ResponseController
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // tcpHandler serves the optional api.http listener: GET /metrics and GET
@@ -144,7 +187,7 @@ func (d *Daemon) socketHandler() http.Handler {
 func (d *Daemon) tcpHandler() http.Handler {
 	mux := d.newMux(d.tcpRoutes())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		limitBody(w, r)
 		mux.ServeHTTP(w, r)
 	})
 }
