@@ -227,24 +227,31 @@ func fuzzJSON(r *rand.Rand) fuzzCase {
 		`{"value":5}`, `{"value":null}`, `{"value":"a","x":1}`, `{"value":"a"} []`, `{}`, `[]`, `null`, ``,
 		`{"value":["a"]}`, `{"valu":"a"}`,
 	}
-	cut := func(s string) string { // a valid body cut short, or bytes swapped in
+	// cut returns a valid body cut short, or with one byte swapped for
+	// one that breaks it (never a byte of the value at keep, where the
+	// swap could leave valid JSON).
+	cut := func(s string, keep int) string {
 		if r.IntN(2) == 0 {
 			return s[:r.IntN(len(s))]
 		}
 		b := []byte(s)
-		b[r.IntN(len(b))] = fuzzPick[byte](r, '{', '}', '"', ',', ':', 'x', 0, 0xff)
+		i := r.IntN(len(b) - 1)
+		if i >= keep {
+			i++
+		}
+		b[i] = fuzzPick[byte](r, '{', '}', '"', ',', ':', 'x', 0, 0xff)
 		return string(b)
 	}
 	if r.IntN(2) == 0 {
 		var body string
 		for body == "" || body == `{"weight":5}` {
-			body = fuzzPick(r, append(weightBad, cut(`{"weight":5}`))...)
+			body = fuzzPick(r, append(weightBad, cut(`{"weight":5}`, 10))...)
 		}
 		return fuzzCase{class: "json", raw: fuzzRequest("PUT", "/v1/registration/weight", "application/json", []byte(body)), want: []int{400}}
 	}
 	var body string
 	for body == "" || body == `{"value":"v"}` {
-		body = fuzzPick(r, append(valueBad, cut(`{"value":"v"}`))...)
+		body = fuzzPick(r, append(valueBad, cut(`{"value":"v"}`, 10))...)
 	}
 	return fuzzCase{class: "json", raw: fuzzRequest("POST", "/v1/elections/fuzzj?wait=0", "application/json", []byte(body)), want: []int{400}}
 }
