@@ -55,8 +55,9 @@ const (
 // the live leases call for (one per lease per TTL/3), the live and leaked
 // leases, the keys under /sidecar/, and the largest member's db size and
 // size in use. Pass, comparing the last fifth of the samples with the
-// first fifth (at least 3 samples each) after a tenth of warm-up (the floor of goroutines and fds,
-// which swing with the lock traffic; the mean of the others): goroutines
+// first fifth (at least 3 samples each) after a tenth of warm-up (the
+// floor of goroutines and fds, which swing with the lock traffic; the
+// mean of the others): goroutines
 // grow by at most 10% (or 12), open fds by at most 2, RSS by at most
 // 16 MiB; the db size in use at most doubles (plus 4 MiB); the renewal
 // rate is within 30% of what the live leases call for. Throughout: no lock wrapper fails, the
