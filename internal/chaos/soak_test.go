@@ -57,11 +57,11 @@ const (
 // size in use. Pass, comparing the last fifth of the samples with the
 // first fifth (at least 3 samples each) after a tenth of warm-up (the
 // floor of goroutines and fds, which swing with the lock traffic; the
-// mean of the others): goroutines
-// grow by at most 10% (or 12), open fds by at most 2, RSS by at most
-// 16 MiB; the db size in use at most doubles (plus 4 MiB); the renewal
-// rate is within 30% of what the live leases call for. Throughout: no lock wrapper fails, the
-// flapping sidecar exits 0 each time. At the end the three mirrored
+// mean of the others): goroutines grow by at most 10% (or 12), open fds
+// by at most 2, RSS by at most 16 MiB; the db size in use at most doubles
+// (plus 4 MiB); the renewal rate is within 30% of what the live leases
+// call for. Throughout: no lock wrapper fails, the flapping sidecar exits
+// 0 each time. At the end the three mirrored
 // directories equal etcd, and once the traffic stops etcd holds exactly
 // the registrations and the election keys, with no leaked lease.
 func TestSoak(t *testing.T) {
