@@ -61,9 +61,9 @@ const (
 // by at most 2, RSS by at most 16 MiB; the db size in use at most doubles
 // (plus 4 MiB); the renewal rate is within 30% of what the live leases
 // call for. Throughout: no lock wrapper fails, the flapping sidecar exits
-// 0 each time. At the end the three mirrored
-// directories equal etcd, and once the traffic stops etcd holds exactly
-// the registrations and the election keys, with no leaked lease.
+// 0 each time. At the end the three mirrored directories equal etcd, and
+// once the traffic stops etcd holds exactly the registrations and the
+// election keys, with no leaked lease.
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	out := soakOut(t)
