@@ -287,6 +287,29 @@ func TestElectionLeaderAndWatch(t *testing.T) {
 	}
 }
 
+// TestHoldOutlivesBodyDeadline: a hold outlives bodyReadTimeout, whether
+// its request had a body (a campaign: the deadline is lifted once the body
+// is read) or none (a lock: no deadline is set).
+func TestHoldOutlivesBodyDeadline(t *testing.T) {
+	r, _ := coordDaemon(t)
+	ctx := t.Context()
+	a, err := r.cli.Campaign(ctx, "primary", "node-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	l, err := r.cli.Lock(ctx, "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	time.Sleep(bodyReadTimeout + 2*time.Second) // a deadline left on a connection has passed by now
+	st, err := r.cli.Status(ctx)
+	if err != nil || len(st.Elections) != 1 || st.Elections[0].Waiting || len(st.Locks) != 1 || st.Locks[0].Waiting {
+		t.Fatalf("status %s after the campaign and the lock: %+v %v, want both held", bodyReadTimeout+2*time.Second, st, err)
+	}
+}
+
 // TestHoldsInStatusAndMetrics: a held lock and a led election show in
 // /v1/status with the holder's pid and uid (SO_PEERCRED) and in the
 // metrics; once given up they leave both.

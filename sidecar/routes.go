@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -154,32 +153,16 @@ func (d *Daemon) socketHandler() http.Handler {
 }
 
 // limitBody caps the request's body at maxBodyBytes and its read at
-// bodyReadTimeout. The deadline is lifted once the body has been read to
-// its end, because the server then reads on to see the client hang up,
-// and that read must not end a stream; a body the handler leaves unread is
-// still bounded when the server drains it after the handler.
+// bodyReadTimeout (408, see decodeJSON). net/http lifts the read deadline
+// when the body has been read to its end, before it reads on to see the
+// client hang up, so a hold or stream lives on; a request without a body
+// gets no deadline, since that read has already begun. A body the handler
+// leaves unread is still bounded when the server drains it afterwards.
 func limitBody(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 {
-		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(time.Now().Add(bodyReadTimeout)) == nil {
-			r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
-		}
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
-}
-
-// deadlineBody lifts the connection's read deadline at the end of the body.
-type deadlineBody struct {
-	io.ReadCloser
-	rc *http.ResponseController
-}
-
-func (b *deadlineBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err == io.EOF {
-		b.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
 
 // tcpHandler serves the optional api.http listener: GET /metrics and GET
