@@ -203,6 +203,8 @@ func TestCoordBadRequests(t *testing.T) {
 		{"lock name too long", "POST", "/v1/locks/" + strings.Repeat("x", 129), "", 400},
 		{"lock bad wait", "POST", "/v1/locks/job?wait=soon", "", 400},
 		{"lock negative wait", "POST", "/v1/locks/job?wait=-1s", "", 400},
+		{"lock wait not url encoding", "POST", "/v1/locks/job?wait=0%g", "", 400},
+		{"lock query not url encoding", "POST", "/v1/locks/job?wait=1s&%", "", 400},
 		{"lock wrong method", "GET", "/v1/locks/job", "", 405},
 		{"election bad name", "POST", "/v1/elections/.x", `{"value":"a"}`, 400},
 		{"election bad json", "POST", "/v1/elections/primary", `{"value":`, 400},
@@ -282,6 +284,29 @@ func TestElectionLeaderAndWatch(t *testing.T) {
 	defer b.Close()
 	if l, err := w.Next(); err != nil || l.Leader == nil || *l.Leader != "node-b" || l.Fence <= ev.Fence {
 		t.Fatalf("watch, next leader: %+v %v, want node-b with a fence above %d", l, err, ev.Fence)
+	}
+}
+
+// TestHoldOutlivesBodyDeadline: a hold outlives bodyReadTimeout, whether
+// its request had a body (a campaign: the deadline is lifted once the body
+// is read) or none (a lock: no deadline is set).
+func TestHoldOutlivesBodyDeadline(t *testing.T) {
+	r, _ := coordDaemon(t)
+	ctx := t.Context()
+	a, err := r.cli.Campaign(ctx, "primary", "node-a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	l, err := r.cli.Lock(ctx, "job", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	time.Sleep(bodyReadTimeout + 2*time.Second) // a deadline left on a connection has passed by now
+	st, err := r.cli.Status(ctx)
+	if err != nil || len(st.Elections) != 1 || st.Elections[0].Waiting || len(st.Locks) != 1 || st.Locks[0].Waiting {
+		t.Fatalf("status %s after the campaign and the lock: %+v %v, want both held", bodyReadTimeout+2*time.Second, st, err)
 	}
 }
 

@@ -193,16 +193,27 @@ func TestMalformedRequests(t *testing.T) {
 			}
 		})
 	}
-	// A client that sends half a header is cut off, not served forever.
+	// A client that sends half a header, or half a body, is cut off, not
+	// served forever; the body's is answered 408.
 	c, err := net.Dial("unix", cfg.API.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	c.Write([]byte("GET /v1/status HTTP/1.1\r\n"))
+	b, err := net.Dial("unix", cfg.API.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.Write([]byte("PUT /v1/registration/weight HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"weight\":"))
 	c.SetReadDeadline(time.Now().Add(readHeaderTimeout + 5*time.Second))
 	if _, err := io.ReadAll(c); err != nil {
 		t.Fatalf("slow header not cut off by the server: %v", err)
+	}
+	b.SetReadDeadline(time.Now().Add(bodyReadTimeout + 5*time.Second))
+	if got, err := io.ReadAll(b); err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 408") {
+		t.Fatalf("slow body: %q, %v; want 408 and the end of the connection", got, err)
 	}
 	if h, err := r.cli.Health(t.Context()); err != nil || !h.Healthy {
 		t.Fatalf("daemon unhealthy after bad requests: %+v %v", h, err)
@@ -227,6 +238,8 @@ func TestDecodeJSON(t *testing.T) {
 		{"wrong type", `{"weight":"5"}`, "application/json", 400},
 		{"too big", `{"weight":` + strings.Repeat(" ", maxBodyBytes) + `5}`, "application/json", 413},
 		{"wrong content type", `{"weight":5}`, "text/plain", 415},
+		{"content type with a json prefix", `{"weight":5}`, "application/jsonx", 415},
+		{"content type with charset", `{"weight":5}`, "application/json; charset=utf-8", 200},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

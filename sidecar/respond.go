@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
+	"os"
 	"strconv"
-	"strings"
 
 	"github.com/sidecar-dev/sidecar/api"
 )
@@ -79,7 +80,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 // and syntax errors are 400, a body over 1 MiB is 413. On error it has
 // written the answer.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q: want application/json", ct))
 		return false
 	}
@@ -97,6 +98,8 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	switch {
 	case err == nil:
 		return true
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not complete within %s", bodyReadTimeout))
 	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", tooBig.Limit))
 	case errors.Is(err, io.EOF):
@@ -105,4 +108,11 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "bad request body: "+err.Error())
 	}
 	return false
+}
+
+// isJSON reports whether the media type of a Content-Type header is
+// application/json (parameters such as charset allowed).
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -17,6 +18,14 @@ const (
 	maxBodyBytes      = 1 << 20
 	maxHeaderBytes    = 64 << 10
 	readHeaderTimeout = 5 * time.Second
+	// bodyReadTimeout bounds the read of a request's body, from the end of
+	// its header: a body that never completes is cut off (408), not served
+	// for ever.
+	bodyReadTimeout = 10 * time.Second
+	// streamWriteTimeout bounds each write of an NDJSON stream: a client
+	// that stops reading loses its stream rather than hold a connection and
+	// a goroutine for ever.
+	streamWriteTimeout = 10 * time.Second
 	// maxConns caps the socket's open connections; streams may take all
 	// but reservedConns of them, so that a client holding the most streams
 	// it may still leaves room for /v1/health and everyone else.
@@ -90,6 +99,10 @@ func (d *Daemon) preamble(rt route) http.HandlerFunc {
 				return
 			}
 		}
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("bad query %q: %v", r.URL.RawQuery, err))
+			return
+		}
 		if rt.stream {
 			if v := r.URL.Query().Get("watch"); v != "" {
 				b, err := strconv.ParseBool(v)
@@ -134,9 +147,22 @@ func (d *Daemon) socketHandler() http.Handler {
 			writeError(w, http.StatusForbidden, fmt.Sprintf("uid %d is not allowed to use this socket (api.allowed_uids)", peer.UID))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		limitBody(w, r)
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// limitBody caps the request's body at maxBodyBytes and its read at
+// bodyReadTimeout (408, see decodeJSON). net/http lifts the read deadline
+// when the body has been read to its end, before it reads on to see the
+// client hang up, so a hold or stream lives on; a request without a body
+// gets no deadline, since that read has already begun. A body the handler
+// leaves unread is still bounded when the server drains it afterwards.
+func limitBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 }
 
 // tcpHandler serves the optional api.http listener: GET /metrics and GET
@@ -144,7 +170,7 @@ func (d *Daemon) socketHandler() http.Handler {
 func (d *Daemon) tcpHandler() http.Handler {
 	mux := d.newMux(d.tcpRoutes())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		limitBody(w, r)
 		mux.ServeHTTP(w, r)
 	})
 }

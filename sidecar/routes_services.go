@@ -136,6 +136,7 @@ func streamNDJSON[T, W any](w http.ResponseWriter, r *http.Request, ch <-chan T,
 	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w) // one value per line
 	enc.SetEscapeHTML(false)
+	rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 	rc.Flush()
 	for {
 		select {
@@ -143,6 +144,8 @@ func streamNDJSON[T, W any](w http.ResponseWriter, r *http.Request, ch <-chan T,
 			if !ok {
 				return
 			}
+			// A client that stops reading must not hold the stream for ever.
+			rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 			if enc.Encode(conv(v)) != nil || rc.Flush() != nil {
 				return
 			}
