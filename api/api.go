@@ -57,6 +57,9 @@ type EtcdStatus struct {
 	Waiting string `json:"waiting,omitempty"`
 	// Member is set in embedded mode.
 	Member *LocalMember `json:"member,omitempty"`
+	// Alarms are etcd's active alarms (NOSPACE, CORRUPT) as the daemon last
+	// asked, every 10 s; GET /v1/cluster asks afresh.
+	Alarms []Alarm `json:"alarms,omitempty"`
 }
 
 // LocalMember is the embedded etcd member of this sidecar.
@@ -177,6 +180,16 @@ type Alarm struct {
 	MemberID string `json:"member_id"`
 	Member   string `json:"member,omitempty"` // the member's name, when it is listed
 	Alarm    string `json:"alarm"`
+}
+
+// String words the alarm for people: "NOSPACE on etcd01", or "NOSPACE on
+// member 8e9e05c52164694d" when the member's name is not known.
+func (a Alarm) String() string {
+	who := a.Member
+	if who == "" {
+		who = "member " + a.MemberID
+	}
+	return a.Alarm + " on " + who
 }
 
 // Member is one etcd member and the status of each of its client endpoints.

@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"errors"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +85,37 @@ func checkNoSpace(t *testing.T, r *running) {
 			t.Errorf("alarm %+v; want NOSPACE naming a member", a)
 		}
 	}
+	checkStatusAlarms(t, r, cl.Alarms)
 	if _, err := cli.AlarmDisarm(t.Context(), &clientv3.AlarmMember{}); err != nil {
 		t.Fatalf("disarm: %v", err)
+	}
+}
+
+// checkStatusAlarms checks that the alarms status learns from a member's
+// status (no raft request) are those of GET /v1/cluster, and that status
+// and the metric show them once recorded.
+func checkStatusAlarms(t *testing.T, r *running, want []api.Alarm) {
+	t.Helper()
+	got, err := statusAlarms(t.Context(), r.d.etcd.client())
+	if err != nil {
+		t.Fatalf("alarms from a member's status: %v", err)
+	}
+	ids := func(as []api.Alarm) (out []string) {
+		for _, a := range as {
+			out = append(out, a.MemberID+" "+a.Alarm)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if !slices.Equal(ids(got), ids(want)) {
+		t.Fatalf("alarms from a member's status %v, GET /v1/cluster %v", ids(got), ids(want))
+	}
+	r.d.setAlarms(got)
+	if st := r.d.etcdStatus(); !slices.Equal(ids(st.Alarms), ids(want)) {
+		t.Errorf("status alarms %+v, want %v", st.Alarms, ids(want))
+	}
+	m := get(t, r.cli, "/metrics", http.StatusOK)
+	if n := metricValue(m, `sidecar_etcd_alarms{alarm="NOSPACE"}`); n != float64(len(want)) {
+		t.Errorf("sidecar_etcd_alarms{alarm=NOSPACE} = %v, want %d", n, len(want))
 	}
 }

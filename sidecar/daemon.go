@@ -274,6 +274,7 @@ func (d *Daemon) startComponents(fail context.CancelCauseFunc, cli *clientv3.Cli
 	d.etcd.live.Store(live)
 	p.liveness = startPart("liveness monitor", fail, live.Run)
 	p.connState = startPart("connection state", fail, func(ctx context.Context) error { d.watchConnState(ctx, cli); return nil })
+	p.alarms = startPart("etcd alarms", fail, func(ctx context.Context) error { d.watchAlarms(ctx, cli); return nil })
 	d.disc.Store(disc)
 	p.discovery = startPart("discovery", fail, disc.Run)
 	d.mirrors.Store(&mirrors)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/embedded"
 	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/liveness"
@@ -90,6 +91,7 @@ type etcdConn struct {
 	endpoints []string
 	lastErr   error
 	connState connectivity.State
+	alarms    []api.Alarm // etcd's active alarms, as last asked (watchAlarms)
 }
 
 func (e *etcdConn) client() *clientv3.Client {

@@ -59,6 +59,7 @@ type parts struct {
 	cli       *clientv3.Client
 	liveness  *part
 	connState *part
+	alarms    *part
 	discovery *part
 	mirrors   []*part
 	reloaders []*part
@@ -88,6 +89,7 @@ func (p *parts) shutdown() {
 	p.api.stop(p.log)
 	p.liveness.stop(p.log)
 	p.connState.stop(p.log)
+	p.alarms.stop(p.log)
 	if p.cli != nil {
 		p.cli.Close()
 		p.log.Debug("stopped", "part", "etcd client")

@@ -18,6 +18,7 @@ type metrics struct {
 	apiInFlight  prometheus.Gauge
 	connState    *prometheus.GaugeVec
 	connAttempts *prometheus.CounterVec
+	alarms       *prometheus.GaugeVec
 }
 
 func newMetrics(etcdUp func() bool) *metrics {
@@ -40,6 +41,12 @@ func newMetrics(etcdUp func() bool) *metrics {
 		connAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_etcd_connect_attempts_total", Help: "Attempts to connect to etcd at start-up, by result (ok, refused, tls, auth, timeout, dns, unavailable, error).",
 		}, []string{"result"}),
+		alarms: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sidecar_etcd_alarms", Help: "etcd's active alarms as last asked (every 10s): members with each alarm.",
+		}, []string{"alarm"}),
+	}
+	for _, a := range alarmTypes {
+		m.alarms.WithLabelValues(a.String()).Set(0)
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "sidecar_build_info", Help: "Versions built into the sidecar; always 1.",
@@ -57,7 +64,7 @@ func newMetrics(etcdUp func() bool) *metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.grpc, m.apiRequests, m.apiRejected, m.apiInFlight, m.connState, m.connAttempts, build, up,
+		m.grpc, m.apiRequests, m.apiRejected, m.apiInFlight, m.connState, m.connAttempts, m.alarms, build, up,
 	)
 	return m
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -108,6 +109,7 @@ func (d *Daemon) etcdStatus() api.EtcdStatus {
 	if d.cfg.EmbeddedMode() {
 		es.Mode = "embedded"
 	}
+	es.Alarms = slices.Clone(d.etcd.alarms)
 	if d.etcd.cli != nil {
 		es.ConnState = d.etcd.connState.String()
 		es.Connected = live.Up

@@ -139,11 +139,7 @@ func alarmsText(cl api.Cluster) string {
 	}
 	parts := make([]string, len(cl.Alarms))
 	for i, a := range cl.Alarms {
-		who := a.Member
-		if who == "" {
-			who = "member " + a.MemberID
-		}
-		parts[i] = a.Alarm + " on " + who
+		parts[i] = a.String()
 	}
 	return strings.Join(parts, ", ")
 }

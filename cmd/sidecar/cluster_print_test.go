@@ -57,3 +57,14 @@ func TestPrintCluster(t *testing.T) {
 		})
 	}
 }
+
+// Status names each active alarm of etcd, and where to look further.
+func TestPrintStatusAlarms(t *testing.T) {
+	var out bytes.Buffer
+	st := api.Status{Node: "n1", Etcd: api.EtcdStatus{Mode: "join", Connected: true, ConnState: "READY",
+		Alarms: []api.Alarm{{MemberID: "a6849a46b4a7d7f3", Alarm: "NOSPACE"}}}}
+	printStatus(&out, st)
+	if want := "NOSPACE on member a6849a46b4a7d7f3 (see `sidecar cluster`)"; !strings.Contains(out.String(), "  alarm:") || !strings.Contains(out.String(), want) {
+		t.Errorf("status:\n%s\nwant a line %q", out.String(), want)
+	}
+}

@@ -63,6 +63,9 @@ func printStatus(out io.Writer, st api.Status) {
 	if st.Etcd.LastError != "" {
 		fmt.Fprintf(w, "  last error:\t%s\n", st.Etcd.LastError)
 	}
+	for _, a := range st.Etcd.Alarms {
+		fmt.Fprintf(w, "  alarm:\t%s (see `sidecar cluster`)\n", a)
+	}
 	if m := st.Etcd.Member; m != nil {
 		id := m.ID
 		if id == "" {

@@ -44,7 +44,8 @@ config:
 // registered, mirrors a config prefix and holds lock "job" for a wrapped
 // command; then etcd is filled (1 MiB values under another prefix) until
 // the NOSPACE alarm fires, and stays so for 1.5 x TTL (short) or 6 x
-// TTL (full). Pass, during the alarm: GET /v1/cluster lists NOSPACE; a new
+// TTL (full). Pass, during the alarm: GET /v1/cluster lists NOSPACE, and
+// so does the status within 15 s (the sidecar asks every 10 s); a new
 // lock fails and its wrapper says "etcd is out of space (NOSPACE alarm)"
 // without package prefixes; the mirrored file keeps its last good value;
 // the registration stays under the same lease (keep-alives work under
@@ -52,7 +53,8 @@ config:
 // deleted, the cluster compacted to head, every member defragmented and
 // the alarm disarmed, and the sidecar recovers by itself: a new lock
 // succeeds and a new config put reaches its file, within recoverBound of
-// the disarm; the registration is still the same lease.
+// the disarm; the registration is still the same lease; the status lists
+// no alarm again within 15 s.
 func TestNoSpaceAlarm(t *testing.T) {
 	const recoverBound = 5 * time.Second
 	w := authNewWorld(t, fmt.Sprintf("--quota-backend-bytes=%d", quotaBytes))
@@ -77,6 +79,7 @@ func TestNoSpaceAlarm(t *testing.T) {
 	quotaPut(t, w, "a", "a1")
 	quotaWaitFile(t, file, "a1", 30*time.Second)
 	mirrorAt := time.Since(disarmed)
+	clearedAt := p.quotaWaitStatusAlarm(t, false) + mirrorAt
 	if l, err := w.lease(t, regKey(quotaID)); err != nil || l != lease {
 		t.Errorf("registration under lease %x (%v) after the recovery, want %x", l, err, lease)
 	}
@@ -88,8 +91,8 @@ func TestNoSpaceAlarm(t *testing.T) {
 			t.Errorf("recovered %s after the disarm, want <= %s", d, recoverBound)
 		}
 	}
-	t.Logf("FIGURE scenario=quota_nospace form=%s quota_bytes=%d fill_mib=%d lock_after_disarm_ms=%s mirrored_after_disarm_ms=%s bound_ms=%d lease_kept=true hold_kept=true",
-		form(), quotaBytes, filled, ms(lockAt), ms(mirrorAt), recoverBound.Milliseconds())
+	t.Logf("FIGURE scenario=quota_nospace form=%s quota_bytes=%d fill_mib=%d lock_after_disarm_ms=%s mirrored_after_disarm_ms=%s status_cleared_after_disarm_ms=%s bound_ms=%d lease_kept=true hold_kept=true",
+		form(), quotaBytes, filled, ms(lockAt), ms(mirrorAt), ms(clearedAt), recoverBound.Milliseconds())
 	holder.stop()
 }
 
@@ -145,6 +148,8 @@ func quotaDuring(t *testing.T, w *world, p *sidecarProc, file string, lease clie
 	if err == nil || !strings.Contains(err.Error(), quotaWords) || strings.Contains(err.Error(), "lease:") || strings.Contains(err.Error(), "lock:") {
 		t.Errorf("a new lock under NOSPACE: %v; want %q without package prefixes", err, quotaWords)
 	}
+	took := p.quotaWaitStatusAlarm(t, true)
+	t.Logf("FIGURE scenario=quota_status_alarm form=%s shown_after_ms=%s", form(), ms(took))
 	var health api.Health
 	code, _ := p.get("/v1/health", &health)
 	t.Logf("under NOSPACE: health %d %+v", code, health.Components)
@@ -158,6 +163,22 @@ func quotaDuring(t *testing.T, w *world, p *sidecarProc, file string, lease clie
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// quotaWaitStatusAlarm waits until the sidecar's status lists a NOSPACE
+// alarm (want) or none (!want), and returns how long that took: the
+// sidecar asks etcd every 10 s, so within 15 s.
+func (p *sidecarProc) quotaWaitStatusAlarm(t *testing.T, want bool) time.Duration {
+	t.Helper()
+	what := map[bool]string{true: "status lists NOSPACE", false: "status lists no alarm"}[want]
+	start := time.Now()
+	p.waitStatus(t, what, 15*time.Second, func(st api.Status) error {
+		if quotaHasAlarm(api.Cluster{Alarms: st.Etcd.Alarms}) != want {
+			return fmt.Errorf("alarms %+v", st.Etcd.Alarms)
+		}
+		return nil
+	})
+	return time.Since(start)
 }
 
 // quotaHasAlarm reports whether cl lists a NOSPACE alarm.
