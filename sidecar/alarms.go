@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"regexp"
@@ -69,6 +70,10 @@ func statusAlarms(ctx context.Context, cli *clientv3.Client) ([]api.Alarm, error
 			out = append(out, api.Alarm{MemberID: fmt.Sprintf("%x", id), Alarm: m[2]})
 		}
 	}
+	// etcd lists them in no set order; sorted, an unchanged set compares equal.
+	slices.SortFunc(out, func(a, b api.Alarm) int {
+		return cmp.Or(cmp.Compare(a.MemberID, b.MemberID), cmp.Compare(a.Alarm, b.Alarm))
+	})
 	return out, nil
 }
 
