@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -232,33 +230,7 @@ func TestE2ELeaderSidecarKilled(t *testing.T) {
 		}
 		return nil
 	})
-	checkLeaderSequence(t, watch.stdout.String())
-}
-
-// checkLeaderSequence checks that a `leader --watch --json` stream went
-// from no leader to A, then to "no leader" when A's key went, then to B.
-func checkLeaderSequence(t *testing.T, out string) {
-	t.Helper()
-	var seq []string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		var l api.Leader
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("bad line %q: %v", sc.Text(), err)
-		}
-		v := "none"
-		if l.Leader != nil {
-			v = *l.Leader
-		}
-		if len(seq) == 0 || seq[len(seq)-1] != v {
-			seq = append(seq, v)
-		}
-	}
-	got := strings.Join(seq, " → ")
-	if got != "none → A → none → B" {
-		t.Errorf("leader changes %s, want none → A → none → B", got)
-	}
-	t.Logf("leader changes seen: %s", got)
+	t.Logf("leader changes seen: %s", etcdtest.CheckLeaderSequence(t, watch.stdout.String(), "none → A → none → B"))
 }
 
 // TestE2ELockSidecarPaused: the holder's sidecar is paused (SIGSTOP): it

@@ -1,16 +1,14 @@
 package chaos
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // holderScript is the command of a holding wrapper: it appends "held T"
@@ -138,35 +136,11 @@ func leaderKillTrial(t *testing.T, w *world, b *sidecarProc, name string) (time.
 	}
 	watch.waitOutput(t, `"leader":"B"`, 5*time.Second)
 	watch.stop()
-	checkLeaderSequence(t, watch.stdout.String())
+	etcdtest.CheckLeaderSequence(t, watch.stdout.String(), "none → A → none → B")
 	candB.stop()
 	b2, at := markTimes(marks)
 	if at["stopped"].IsZero() {
 		t.Fatalf("A's command never got SIGTERM:\n%s", b2)
 	}
 	return killed, at
-}
-
-// checkLeaderSequence checks that a `leader --watch --json` stream went
-// from no leader to A, then to no leader when A's key went, then to B.
-func checkLeaderSequence(t *testing.T, out string) {
-	t.Helper()
-	var seq []string
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		var l api.Leader
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("observer: bad line %q: %v", sc.Text(), err)
-		}
-		v := "none"
-		if l.Leader != nil {
-			v = *l.Leader
-		}
-		if len(seq) == 0 || seq[len(seq)-1] != v {
-			seq = append(seq, v)
-		}
-	}
-	if got := strings.Join(seq, " → "); got != "none → A → none → B" {
-		t.Errorf("observer saw leaders %s, want none → A → none → B", got)
-	}
 }
