@@ -116,9 +116,44 @@ func (d *Daemon) admit(w http.ResponseWriter) (*clientv3.Client, context.Context
 	return cli, base, end, err == nil
 }
 
+// awaitAdmission lets a hold request that may wait (no wait=, or one
+// above 0), and comes while the daemon still connects to etcd, wait for
+// lock and election requests to be admitted, within its wait, as it would
+// wait for the hold itself: a job started with the daemon is not refused
+// for being a moment early. It returns what is left of the wait (a wait
+// used up becomes 0: try once). A try (wait=0) is not held back.
+func (d *Daemon) awaitAdmission(ctx context.Context, wait *time.Duration) *time.Duration {
+	if wait != nil && *wait == 0 {
+		return wait
+	}
+	select {
+	case <-d.coord.Admitting():
+		return wait // admitted already: the usual case, no timer
+	default:
+	}
+	start := time.Now()
+	var timeout <-chan time.Time
+	if wait != nil {
+		t := time.NewTimer(*wait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-d.coord.Admitting():
+	case <-ctx.Done():
+	case <-timeout:
+	}
+	if wait == nil {
+		return nil
+	}
+	left := max(*wait-time.Since(start), 0)
+	return &left
+}
+
 // serveHold waits for the lock or leadership, then streams its events for
 // as long as the request lasts; see coordinator.stream.
 func (d *Daemon) serveHold(w http.ResponseWriter, r *request, hr holdRequest, acquire acquireFunc) {
+	hr.wait = d.awaitAdmission(r.Context(), hr.wait)
 	cli, base, end, ok := d.admit(w)
 	if !ok {
 		return

@@ -145,11 +145,16 @@ func (d *Daemon) startAPI(fail context.CancelCauseFunc) (*part, error) {
 	d.log.Info("local api listening", "socket", d.cfg.SocketPath(), "http", d.cfg.API.HTTP)
 	return startPart("local api", fail, func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx) // a listener failing stops the API
+		// Requests end with the API: one still waiting to be admitted
+		// while etcd was never reached does not hold the shutdown up.
+		base := func(net.Listener) context.Context { return ctx }
 		unixSrv := d.httpServer(d.socketHandler())
+		unixSrv.BaseContext = base
 		g.Go(func() error { return serve(unixSrv, newCredListener(sock, maxConns)) })
 		srvs := []*http.Server{unixSrv}
 		if tcp != nil {
 			tcpSrv := d.httpServer(d.tcpHandler())
+			tcpSrv.BaseContext = base
 			g.Go(func() error { return serve(tcpSrv, tcp) })
 			srvs = append(srvs, tcpSrv)
 		}
