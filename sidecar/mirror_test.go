@@ -140,12 +140,21 @@ func TestConfigWatchStream(t *testing.T) {
 	}
 }
 
-// TestConfigReloadInDaemon: on_change.command runs after the initial sync
-// wrote something, and again after a later batch.
+// TestConfigReloadInDaemon: on_change.command runs after each batch that
+// changed files (none for an empty initial sync), and the metrics count
+// each reload, write and watched put.
 func TestConfigReloadInDaemon(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "reloads")
 	r, cli, _ := mirrorDaemon(t, func(dir string) OnChangeConfig {
 		return OnChangeConfig{Command: []string{"sh", "-c", `ls "$0" | tr '\n' ' ' >> "$1"; echo >> "$1"`, dir, log}}
+	})
+	// Both puts must come through the watch, not the initial list: wait
+	// for the first sync (an empty prefix) before writing.
+	etcdtest.Eventually(t, 5*time.Second, "initial sync", func() error {
+		if cm, err := r.cli.Config(t.Context()); err != nil || len(cm.Mappings) != 1 || cm.Mappings[0].Revision == 0 {
+			return fmt.Errorf("/v1/config = %+v, %v", cm, err)
+		}
+		return nil
 	})
 	if _, err := cli.Put(t.Context(), "/config/app/a", "1"); err != nil {
 		t.Fatal(err)
