@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sidecar-dev/sidecar/api"
-	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // cfgEscapes returns key paths (under a mapping's prefix) that try to
@@ -147,14 +146,7 @@ func (w *world) cfgRev(t *testing.T) int64 {
 // and returns how long that took.
 func cfgWaitMapping(t *testing.T, p *sidecarProc, prefix, what string, ok func(api.ConfigMapping) bool) time.Duration {
 	t.Helper()
-	return etcdtest.Eventually(t, 30*time.Second, what, func() error {
-		if p.exited() {
-			t.Fatalf("sidecar exited: %v\n%s", p.err, p.log)
-		}
-		mm, err := p.cfgMappings()
-		if err != nil {
-			return err
-		}
+	return p.cfgWait(t, 30*time.Second, what, func(mm []api.ConfigMapping) error {
 		for _, m := range mm {
 			if m.Prefix == prefix && ok(m) {
 				return nil

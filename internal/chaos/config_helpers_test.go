@@ -62,12 +62,11 @@ func (p *sidecarProc) cfgMappings() ([]api.ConfigMapping, error) {
 	return cm.Mappings, err
 }
 
-// cfgWaitRevision waits until every mapping of the sidecar shows rev or
-// later without an error, and returns the mappings and how long it took.
-func (p *sidecarProc) cfgWaitRevision(t *testing.T, rev int64, within time.Duration) ([]api.ConfigMapping, time.Duration) {
+// cfgWait waits until check passes on the sidecar's mappings, failing at
+// once if the sidecar exited, and returns how long it took.
+func (p *sidecarProc) cfgWait(t *testing.T, within time.Duration, what string, check func([]api.ConfigMapping) error) time.Duration {
 	t.Helper()
-	var got []api.ConfigMapping
-	took := etcdtest.Eventually(t, within, fmt.Sprintf("config mappings at revision %d", rev), func() error {
+	return etcdtest.Eventually(t, within, what, func() error {
 		if p.exited() {
 			t.Fatalf("sidecar exited: %v\n%s", p.err, p.log)
 		}
@@ -75,6 +74,16 @@ func (p *sidecarProc) cfgWaitRevision(t *testing.T, rev int64, within time.Durat
 		if err != nil {
 			return err
 		}
+		return check(mm)
+	})
+}
+
+// cfgWaitRevision waits until every mapping of the sidecar shows rev or
+// later without an error, and returns the mappings and how long it took.
+func (p *sidecarProc) cfgWaitRevision(t *testing.T, rev int64, within time.Duration) ([]api.ConfigMapping, time.Duration) {
+	t.Helper()
+	var got []api.ConfigMapping
+	took := p.cfgWait(t, within, fmt.Sprintf("config mappings at revision %d", rev), func(mm []api.ConfigMapping) error {
 		for _, m := range mm {
 			if m.Revision < rev || m.LastError != "" {
 				return fmt.Errorf("%+v", m)
