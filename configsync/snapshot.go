@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,6 +44,13 @@ type Snapshot struct {
 	dirty bool     // the batch changed a file
 	wrote []string // files the batch wrote, to be synced by Commit
 	fault error    // the first Write or Remove of the batch that failed
+
+	mu      sync.Mutex // guards the fields below, shared with reap
+	retired []retiredPayload
+	reaper  *time.Timer    // runs reap when the first retired payload is due
+	reapErr error          // why reap could not remove a payload, for Commit
+	closed  bool           // no more reaps: Close removes what is retired
+	reaping sync.WaitGroup // a reap removing payloads, for Close to wait for
 }
 
 // OpenSnapshot opens the directory at path for the snapshot layout, as
@@ -104,10 +112,11 @@ func isPayload(name string) bool {
 		name[len(reserved)] >= '0' && name[len(reserved)] <= '9' && !strings.Contains(name, "/")
 }
 
-// Close closes the directory, dropping a batch not committed.
+// Close closes the directory, dropping a batch not committed and
+// removing the payloads replaced within payloadGrace.
 func (s *Snapshot) Close() error {
 	s.Abort()
-	return s.d.Close()
+	return cmp.Or(s.dropRetired(), s.d.Close())
 }
 
 // Begin starts a batch: a new payload holding the current files, as hard
@@ -235,7 +244,8 @@ func (s *Snapshot) Files() ([]string, error) {
 // Commit makes the batch visible at once: it syncs the payload, links
 // its new top-level names into "..data", renames a new "..data" over the
 // old, syncs the directory, and then removes the names the batch no
-// longer has and the previous payload. A batch that changed nothing is
+// longer has; the previous payload goes payloadGrace later (an error in
+// removing it is returned by the next Commit). A batch that changed nothing is
 // dropped; the top-level names are still checked. A batch in which a
 // Write or Remove failed is dropped whole, and Commit returns that
 // failure: the snapshot stays as it was.
@@ -249,7 +259,7 @@ func (s *Snapshot) Commit() error {
 	}
 	if !s.dirty && s.cur != "" {
 		s.Abort()
-		return s.wrapCommit(s.link(s.cur))
+		return s.wrapCommit(cmp.Or(s.link(s.cur), s.takeReapErr()))
 	}
 	if err := s.swap(); err != nil {
 		s.Abort()
@@ -257,13 +267,10 @@ func (s *Snapshot) Commit() error {
 	}
 	old := s.cur
 	s.cur, s.next = s.next, ""
-	if err := s.link(s.cur); err != nil {
-		return s.wrapCommit(err)
-	}
 	if old != "" {
-		return s.wrapCommit(s.d.root.RemoveAll(old))
+		s.retire(old)
 	}
-	return nil
+	return s.wrapCommit(cmp.Or(s.link(s.cur), s.takeReapErr()))
 }
 
 func (s *Snapshot) wrapCommit(err error) error {

@@ -49,11 +49,11 @@ func visible(dir string) (map[string]string, error) {
 }
 
 // layoutClean waits until the only names of the layout's own are
-// "..data" and the payload it points to: the previous payload goes just
+// "..data" and the payload it points to: a replaced payload goes a second
 // after the swap.
 func layoutClean(t *testing.T, dir string) {
 	t.Helper()
-	etcdtest.Eventually(t, 2*time.Second, "no stray payloads", func() error {
+	etcdtest.Eventually(t, 5*time.Second, "no stray payloads", func() error {
 		payload, err := os.Readlink(filepath.Join(dir, "..data"))
 		if err != nil {
 			return err
@@ -105,9 +105,10 @@ func TestSnapshotLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	visibleIs(t, dir, map[string]string{"a.conf": "A1", "new": "N"}, "deletes")
-	// The names that are gone and the old payload are removed just after
-	// the swap (readers through ..data already see the new snapshot).
-	etcdtest.Eventually(t, 2*time.Second, "the link of the deleted directory and the first payload removed", func() error {
+	// The names that are gone are removed just after the swap (readers
+	// through ..data already see the new snapshot), replaced payloads a
+	// second later.
+	etcdtest.Eventually(t, 5*time.Second, "the link of the deleted directory and the first payload removed", func() error {
 		if _, err := os.Lstat(filepath.Join(dir, "sub")); !os.IsNotExist(err) {
 			return fmt.Errorf("the link of a deleted directory is still there: %v", err)
 		}
@@ -164,7 +165,7 @@ func TestSnapshotNeverMixesRevisions(t *testing.T) {
 		}
 		values, ok := readOneSnapshot(t, dir)
 		if !ok {
-			continue // the payload went between resolving ..data and reading it
+			t.Fatal("a payload was removed within a second of being replaced")
 		}
 		reads++
 		if len(values) != files {
@@ -187,7 +188,8 @@ func TestSnapshotNeverMixesRevisions(t *testing.T) {
 }
 
 // readOneSnapshot resolves "..data" once and reads every file of that
-// payload; ok is false when the payload was removed meanwhile.
+// payload; ok is false when the payload was removed meanwhile (a
+// replaced payload stays for a second).
 func readOneSnapshot(t *testing.T, dir string) (values []string, ok bool) {
 	payload, err := os.Readlink(filepath.Join(dir, "..data"))
 	if err != nil {

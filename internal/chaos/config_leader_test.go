@@ -20,7 +20,8 @@ import (
 // Pass: within 30 s of the burst's end the directory holds exactly etcd's
 // keys and values at etcd's revision (the deleted keys gone, no extra
 // file), and again after the restart; 0 torn reads; no read returns an
-// older value of a key than one read before.
+// older value of a key than one read before, or finds a file missing once
+// it was read.
 func TestConfigLeaderKilledDuringBurst(t *testing.T) {
 	w := newWorld(t)
 	p, dir := cfgStartMirror(t, w, "snapshot")
