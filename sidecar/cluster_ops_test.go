@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sidecar-dev/sidecar/api"
+	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
 // testQuota is the quota_backend_bytes of the static cluster test's members:
@@ -73,19 +75,12 @@ func checkNoSpace(t *testing.T, r *running) {
 		strings.Contains(err.Error(), "lease:") || strings.Contains(err.Error(), "lock:") {
 		t.Errorf("lock under NOSPACE: %v; want etcd unavailable: etcd is out of space…, without package prefixes", err)
 	}
-	cl, err := r.cli.Cluster(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(cl.Alarms) == 0 || cl.AlarmsError != "" {
-		t.Fatalf("alarms = %+v, error %q; want NOSPACE", cl.Alarms, cl.AlarmsError)
-	}
+	cl := checkStatusAlarms(t, r)
 	for _, a := range cl.Alarms { // raised by whichever members' db reached the quota
 		if a.Alarm != "NOSPACE" || a.Member == "" || a.MemberID != memberID(cl, a.Member) {
 			t.Errorf("alarm %+v; want NOSPACE naming a member", a)
 		}
 	}
-	checkStatusAlarms(t, r, cl.Alarms)
 	if _, err := cli.AlarmDisarm(t.Context(), &clientv3.AlarmMember{}); err != nil {
 		t.Fatalf("disarm: %v", err)
 	}
@@ -93,13 +88,11 @@ func checkNoSpace(t *testing.T, r *running) {
 
 // checkStatusAlarms checks that the alarms status learns from a member's
 // status (no raft request) are those of GET /v1/cluster, and that status
-// and the metric show them once recorded.
-func checkStatusAlarms(t *testing.T, r *running, want []api.Alarm) {
+// and the metric show them once recorded; it returns the cluster. Each
+// member raises its own alarm when its db reaches the quota, so the two
+// are read until they agree.
+func checkStatusAlarms(t *testing.T, r *running) api.Cluster {
 	t.Helper()
-	got, err := statusAlarms(t.Context(), r.d.etcd.client())
-	if err != nil {
-		t.Fatalf("alarms from a member's status: %v", err)
-	}
 	ids := func(as []api.Alarm) (out []string) {
 		for _, a := range as {
 			out = append(out, a.MemberID+" "+a.Alarm)
@@ -107,9 +100,25 @@ func checkStatusAlarms(t *testing.T, r *running, want []api.Alarm) {
 		slices.Sort(out)
 		return out
 	}
-	if !slices.Equal(ids(got), ids(want)) {
-		t.Fatalf("alarms from a member's status %v, GET /v1/cluster %v", ids(got), ids(want))
-	}
+	var cl api.Cluster
+	var got []api.Alarm
+	etcdtest.Eventually(t, 10*time.Second, "the same alarms in a member's status and GET /v1/cluster", func() error {
+		var err error
+		if cl, err = r.cli.Cluster(t.Context()); err != nil {
+			return err
+		}
+		if len(cl.Alarms) == 0 || cl.AlarmsError != "" {
+			return fmt.Errorf("cluster alarms = %+v, error %q; want NOSPACE", cl.Alarms, cl.AlarmsError)
+		}
+		if got, err = statusAlarms(t.Context(), r.d.etcd.client()); err != nil {
+			return fmt.Errorf("alarms from a member's status: %w", err)
+		}
+		if !slices.Equal(ids(got), ids(cl.Alarms)) {
+			return fmt.Errorf("alarms from a member's status %v, GET /v1/cluster %v", ids(got), ids(cl.Alarms))
+		}
+		return nil
+	})
+	want := cl.Alarms
 	r.d.setAlarms(got)
 	if st := r.d.etcdStatus(); !slices.Equal(ids(st.Alarms), ids(want)) {
 		t.Errorf("status alarms %+v, want %v", st.Alarms, ids(want))
@@ -118,4 +127,5 @@ func checkStatusAlarms(t *testing.T, r *running, want []api.Alarm) {
 	if n := metricValue(m, `sidecar_etcd_alarms{alarm="NOSPACE"}`); n != float64(len(want)) {
 		t.Errorf("sidecar_etcd_alarms{alarm=NOSPACE} = %v, want %d", n, len(want))
 	}
+	return cl
 }
