@@ -130,6 +130,14 @@ var closingQuiet = []string{
 	"stopped publish because server is stopping",
 }
 
+// raftStopped is the error of a peer's message that arrives while this
+// member's raft node stops (raft.ErrStopped), logged with
+// raftMessageFailed; the sender delivers it to the cluster's other members.
+const (
+	raftMessageFailed = "failed to process Raft message"
+	raftStopped       = "raft: stopped"
+)
+
 // serverStopping is the error of etcd's servers when the etcd server stops
 // under them; why it stopped is reported on its own.
 const serverStopping = "server is stopping"
@@ -157,6 +165,8 @@ func (c slogCore) quiet(msg string, attrs []slog.Attr) bool {
 	switch {
 	case c.st.closing.Load() && slices.Contains(closingQuiet, msg):
 		return true
+	case c.st.closing.Load() && msg == raftMessageFailed:
+		return hasError(attrs, raftStopped)
 	case msg == servingFailed:
 		return hasError(attrs, serverStopping)
 	case c.st.starting.Load() && slices.Contains(startingQuiet, msg):

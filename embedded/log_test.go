@@ -99,6 +99,7 @@ func TestZapLoggerQuietsKnownSituations(t *testing.T) {
 
 	zl.Error("failed to update storage version", zap.Error(noTerm))
 	zl.Warn(lost, zap.Error(errors.New("EOF")))
+	zl.Warn("failed to process Raft message", zap.Error(errors.New("raft: stopped")))
 	st.starting.Store(true)
 	zl.Error("failed to update storage version", zap.String("cluster-version", "3.7.0"), zap.Error(noTerm))
 	zl.Warn("Failed to detect schema version", zap.Error(errors.New("missing term information")))
@@ -110,6 +111,8 @@ func TestZapLoggerQuietsKnownSituations(t *testing.T) {
 	zl.Warn("closed TCP streaming connection with remote peer")
 	zl.Warn("leadership transfer failed", zap.Error(errors.New("etcdserver: unhealthy cluster")))
 	zl.Warn("slow fdatasync")
+	zl.Warn("failed to process Raft message", zap.Error(errors.New("raft: stopped")))
+	zl.Warn("failed to process Raft message", zap.Error(errors.New("raft: proposal dropped")))
 	zl.Warn("simple token is not cryptographically signed")
 	zl.Warn("Running http and grpc server on single port. This is not recommended for production.")
 
@@ -117,6 +120,7 @@ func TestZapLoggerQuietsKnownSituations(t *testing.T) {
 	want := []string{
 		`level=ERROR msg="failed to update storage version"`,
 		`level=WARN msg="lost TCP streaming connection with remote peer"`,
+		`level=WARN msg="failed to process Raft message"`,
 		`level=DEBUG msg="failed to update storage version"`,
 		`level=DEBUG msg="Failed to detect schema version"`,
 		`level=ERROR msg="failed to update storage version" component=etcd error="disk full"`,
@@ -125,6 +129,8 @@ func TestZapLoggerQuietsKnownSituations(t *testing.T) {
 		`level=DEBUG msg="closed TCP streaming connection with remote peer"`,
 		`level=DEBUG msg="leadership transfer failed"`,
 		`level=WARN msg="slow fdatasync"`,
+		`level=DEBUG msg="failed to process Raft message" component=etcd error="raft: stopped"`,
+		`level=WARN msg="failed to process Raft message" component=etcd error="raft: proposal dropped"`,
 		`level=DEBUG msg="simple token is not cryptographically signed"`,
 		`level=DEBUG msg="Running http and grpc server on single port.`,
 	}
