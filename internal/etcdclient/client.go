@@ -209,7 +209,7 @@ func supervise(ctx context.Context, cfg Config, eps []endpoint, tlsCfg *tls.Conf
 	done := make(chan error, 1)
 	go func() { done <- op(octx) }()
 
-	d := &diagnosis{cfg: cfg, tlsCfg: tlsCfg, budget: budget.Round(time.Millisecond)}
+	d := &diagnosis{cfg: cfg, tlsCfg: tlsCfg, budget: shownWait(budget)}
 	defer d.stop()
 	timer := time.NewTimer(diagnoseAfter(budget))
 	defer timer.Stop()
@@ -245,6 +245,16 @@ func supervise(ctx context.Context, cfg Config, eps []endpoint, tlsCfg *tls.Conf
 			return d.explain(eps, nil)
 		}
 	}
+}
+
+// shownWait is how an error shows the wait budget: to 10ms, so that a
+// caller's deadline of 300ms, measured a moment after it was set, reads
+// 300ms and not 299ms; below 10ms, to the millisecond.
+func shownWait(budget time.Duration) time.Duration {
+	if budget < 10*time.Millisecond {
+		return budget.Round(time.Millisecond)
+	}
+	return budget.Round(10 * time.Millisecond)
 }
 
 // diagnoseAfter is how long a request may take before the endpoints are
