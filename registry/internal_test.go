@@ -2,8 +2,11 @@ package registry
 
 import (
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func TestAckDeadline(t *testing.T) {
@@ -53,5 +56,29 @@ func TestCheckTracker(t *testing.T) {
 		if changed := ct.record(st.err); changed != st.changed || ct.state != st.state {
 			t.Fatalf("step %d (%v): state %s changed %v, want %s %v", i, st.err, ct.state, changed, st.state, st.changed)
 		}
+	}
+}
+
+// TestSetCurIgnoresOlderStates: what the key holds is ordered by etcd
+// revision, whatever order the watch and the answers of writes arrive in.
+// A delete the watch delivers after the answer of our later put neither
+// drops the record nor counts a re-registration.
+func TestSetCurIgnoresOlderStates(t *testing.T) {
+	const id = clientv3.LeaseID(7)
+	r := &Registrar{log: slog.New(slog.DiscardHandler), key: "/k", leaseID: id, check: checkTracker{state: CheckNone}}
+	s := &session{r: r, id: id}
+	ours := &keyState{lease: id, value: []byte("v")}
+	foreign := &keyState{lease: 9, value: []byte(`{"Op":0,"Addr":"10.0.0.9:8080","Metadata":{"id":"x","node":"n"}}`)}
+
+	s.setCur(ours, 10)    // first registration
+	s.setCur(foreign, 11) // another writer's record: lost, recovering
+	s.setCur(ours, 13)    // our put's answer after the foreign lease went at 12
+	s.setCur(nil, 12)     // the watch's delete of the foreign record, read late
+	s.setCur(ours, 13)    // the watch's event of our put
+	if !s.ours() || s.curRev != 13 {
+		t.Fatalf("cur %+v at %d, want our record at 13", s.cur, s.curRev)
+	}
+	if st := r.Status(); st.Reregistrations != 1 || st.State != StateRegistered {
+		t.Fatalf("status %+v, want registered with 1 re-registration", st)
 	}
 }

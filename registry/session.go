@@ -54,6 +54,7 @@ type session struct {
 	loseOnce sync.Once
 
 	cur     *keyState // the key in etcd as far as we know; nil: absent
+	curRev  int64     // the etcd revision cur is known at
 	wch     clientv3.WatchChan
 	wcancel context.CancelFunc
 }
@@ -254,7 +255,7 @@ func (s *session) watch() error {
 	if err != nil {
 		return fmt.Errorf("registry: get %q: %w", s.r.key, err)
 	}
-	s.setCur(firstKey(resp.Kvs))
+	s.setCur(firstKey(resp.Kvs), resp.Header.Revision)
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(s.ctx))
 	s.wch = s.r.cli.Watch(wctx, s.r.key, clientv3.WithRev(resp.Header.Revision+1))
 	s.wcancel = wcancel
@@ -280,9 +281,9 @@ func (s *session) onWatch(wr clientv3.WatchResponse, ok bool) {
 	}
 	for _, ev := range wr.Events {
 		if ev.Type == clientv3.EventTypeDelete {
-			s.setCur(nil)
+			s.setCur(nil, ev.Kv.ModRevision)
 		} else {
-			s.setCur(&keyState{lease: clientv3.LeaseID(ev.Kv.Lease), value: ev.Kv.Value})
+			s.setCur(&keyState{lease: clientv3.LeaseID(ev.Kv.Lease), value: ev.Kv.Value}, ev.Kv.ModRevision)
 		}
 	}
 }
@@ -312,16 +313,17 @@ func (s *session) put(value []byte) error {
 	if err != nil {
 		return fmt.Errorf("registry: put %q: %w", key, err)
 	}
+	rev := resp.Header.Revision
 	if resp.Succeeded {
-		s.setCur(&keyState{lease: s.id, value: value})
+		s.setCur(&keyState{lease: s.id, value: value}, rev)
 		return nil
 	}
 	inner := resp.Responses[0].GetResponseTxn()
 	if inner.Succeeded {
-		s.setCur(&keyState{lease: s.id, value: value})
+		s.setCur(&keyState{lease: s.id, value: value}, rev)
 		return nil
 	}
-	s.setCur(firstKey(inner.Responses[0].GetResponseRange().Kvs))
+	s.setCur(firstKey(inner.Responses[0].GetResponseRange().Kvs), rev)
 	if !s.ours() && s.cur != nil {
 		return fmt.Errorf("registry: put %q: %w", key, errConflict)
 	}
@@ -343,9 +345,9 @@ func (s *session) remove() error {
 		return fmt.Errorf("registry: delete %q: %w", key, err)
 	}
 	if resp.Succeeded {
-		s.setCur(nil)
+		s.setCur(nil, resp.Header.Revision)
 	} else {
-		s.setCur(firstKey(resp.Responses[0].GetResponseRange().Kvs))
+		s.setCur(firstKey(resp.Responses[0].GetResponseRange().Kvs), resp.Header.Revision)
 	}
 	return nil
 }
@@ -358,11 +360,18 @@ func firstKey(kvs []*mvccpb.KeyValue) *keyState {
 	return &keyState{lease: clientv3.LeaseID(kvs[0].Lease), value: kvs[0].Value}
 }
 
-// setCur records what the key holds now and updates the registrar's
-// facts: our record present, or another holder's record there.
-func (s *session) setCur(ks *keyState) {
+// setCur records what the key holds at revision rev and updates the
+// registrar's facts: our record present, or another holder's record
+// there. A state older than the one known is ignored: the watch may
+// deliver a change after the answer of a later write of ours (a delete
+// read late would count a re-registration that never was, and write the
+// record again).
+func (s *session) setCur(ks *keyState, rev int64) {
+	if rev < s.curRev {
+		return
+	}
 	wasOurs := s.ours()
-	s.cur = ks
+	s.cur, s.curRev = ks, rev
 	isOurs := s.ours()
 	var h *holder
 	if ks != nil && !isOurs {
