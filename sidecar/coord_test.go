@@ -182,12 +182,14 @@ func TestLockWaitBounds(t *testing.T) {
 			}
 		})
 	}
-	held.Close()
-	h, err := r.cli.Lock(ctx, "job", &zero)
-	if err != nil {
-		t.Fatalf("wait=0 on a free lock: %v", err)
-	}
-	h.Close()
+	held.Close() // the daemon releases once it sees the stream end
+	etcdtest.Eventually(t, time.Second, "wait=0 on the released lock", func() error {
+		h, err := r.cli.Lock(ctx, "job", &zero)
+		if err == nil {
+			h.Close()
+		}
+		return err
+	})
 }
 
 // TestCoordBadRequests: bad names, waits and bodies are 4xx at once and

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
 )
 
@@ -97,7 +99,9 @@ config:
 // A value is put each second (5 short, 60 full). Pass: each value reaches
 // its file within mirrorBound; the registration stays under the same
 // lease; /v1/health stays 200; the held command is never stopped. Then,
-// with the token expired, a second lock is acquired within lockBound.
+// with the token expired, two commands contend for a second lock: both
+// run, within lockBound of the start; and discovery of the service, asked
+// for the first time, answers fresh with the instance within lockBound, and stays fresh.
 // Then both followers are SIGKILLed and restarted (they forget the tokens
 // they issued): a put is still mirrored and a lock taken within
 // lockBound. Before the restarts the members had refused at least one
@@ -129,13 +133,35 @@ func TestAuthTokenTTL(t *testing.T) {
 	time.Sleep(2 * time.Second) // nothing but keep-alives: the sidecar's token expires
 	second := sample{name: "auth_second_lock"}
 	begin := time.Now()
-	if code := p.run(t, "lock", "--wait", "10s", "other", "--", "true").wait(t, 15*time.Second); code != 0 {
-		t.Fatalf("second lock after the token expired: exit %d", code)
+	// Two at once: one waits for the other, on a watch created after the
+	// token expired (etcd refuses such a watch on an old stream).
+	both := []*wrapper{
+		p.run(t, "lock", "--wait", "10s", "other", "--", "sleep", "0.3"),
+		p.run(t, "lock", "--wait", "10s", "other", "--", "sleep", "0.3"),
+	}
+	for i, wr := range both {
+		if code := wr.wait(t, 15*time.Second); code != 0 {
+			t.Fatalf("contended lock %d after the token expired: exit %d; stderr: %s", i, code, wr.stderr)
+		}
 	}
 	second.add(time.Since(begin))
 	second.figure(t, fmt.Sprintf("bound_ms=%d", lockBound.Milliseconds()))
 	if second.ds[0] > lockBound {
 		t.Errorf("second lock took %s, want <= %s", second.ds[0], lockBound)
+	}
+	// A service asked for the first time is watched on the stream the
+	// registration's and the mapping's watches keep open. The lock
+	// waiter's new stream came with a new token, so the old stream's
+	// token is used no more, and expires.
+	time.Sleep(2500 * time.Millisecond)
+	fresh := sample{name: "auth_discovery_fresh"}
+	fresh.add(waitAPI(t, p, lockBound))
+	fresh.figure(t, fmt.Sprintf("bound_ms=%d", lockBound.Milliseconds()))
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		var s api.Service
+		if code, err := p.get("/v1/services/"+service, &s); err != nil || code != http.StatusOK || s.Stale {
+			t.Fatalf("discovery after its first answer: %d %v stale=%v", code, err, s.Stale)
+		}
 	}
 	if b, at := markTimes(marks); !at["stopped"].IsZero() || authDone(holder) {
 		t.Errorf("the held command was stopped during the run:\n%s\nwrapper stderr: %s", b, holder.stderr)

@@ -36,7 +36,8 @@ const healthKey = "health"
 // does not mean etcd is reachable (use Check). With Username, clientv3.New
 // authenticates at once, bounded by DialTimeout; New then fails like Check
 // would, with classified *ConnErrors (see Permanent), and the caller retries
-// transient failures. The returned client refreshes its token by itself.
+// transient failures. The returned client refreshes its token by itself,
+// also for watches (see tokenWatcher).
 // ctx bounds only the construction, not the client's life.
 func New(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 	if err := cfg.Validate(); err != nil {
@@ -69,6 +70,7 @@ func New(ctx context.Context, cfg Config) (*clientv3.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcdclient: authenticate: %w", err)
 	}
+	watchTokens(cli)
 	return cli, nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/sidecar-dev/sidecar/internal/etcdclient"
 	"github.com/sidecar-dev/sidecar/internal/retry"
 )
 
@@ -297,9 +298,10 @@ func (m *Monitor) round(ctx context.Context) error {
 		switch err := resp.Err(); {
 		case !ok:
 			return errWatchClosed
-		case errors.Is(err, rpctypes.ErrPermissionDenied):
-			// etcd answered; the key is not readable by this user, so
-			// the watch is opened again each Interval instead.
+		case etcdclient.IsRefusal(err):
+			// etcd answered, refusing the watch (the key is not
+			// readable by this user, or the stream's token kept being
+			// refused); it is opened again each Interval instead.
 			m.Answered()
 			return err
 		case err != nil:

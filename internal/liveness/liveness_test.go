@@ -172,3 +172,57 @@ func TestRestartedEtcd(t *testing.T) {
 	down, up := cut(t, m, s.Stop, s.Restart)
 	t.Logf("restart: down after %s, up %s after restart", down, up)
 }
+
+// TestRefusalIsAnAnswer: a member that refuses the monitor's watch
+// answered, so etcd counts as up. Two refusals: a key the user may not
+// read (the monitor opens its watch again each Interval), and, with etcd's
+// simple tokens, a watch created on a stream whose token the member no
+// longer knows (expired after --auth-token-ttl unused). For the second,
+// another watch keeps the monitor's stream open while the stream's token
+// expires, so every watch created on it is refused; the daemon's client
+// (etcdclient) then creates the watch on a new stream.
+func TestRefusalIsAnAnswer(t *testing.T) {
+	const user, pass = "reader", "pw"
+	s := etcdtest.StartServer(t, etcdtest.ServerOptions{Args: []string{"--auth-token=simple", "--auth-token-ttl=1"}})
+	etcdtest.EnableAuth(t, s.Client(t), user, pass, "/sidecar/")
+	ctx := t.Context()
+	cli, err := etcdclient.New(ctx, etcdclient.Config{Endpoints: []string{s.ClientURL}, Username: user, Password: pass})
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() { cli.Close() })
+
+	t.Run("expired token", func(t *testing.T) {
+		kctx, cancel := context.WithCancel(liveness.StreamContext(ctx))
+		defer cancel()
+		keeper := cli.Watch(kctx, "/sidecar/health", clientv3.WithCreatedNotify())
+		if wr := <-keeper; wr.Err() != nil {
+			t.Fatalf("keeper watch: %v", wr.Err())
+		}
+		time.Sleep(2500 * time.Millisecond) // the stream's token expires unused
+		staysUp(t, cli, "/sidecar/health")
+	})
+	t.Run("key not readable", func(t *testing.T) {
+		staysUp(t, cli, "/elsewhere/health")
+	})
+}
+
+// staysUp runs a monitor of key on cli and checks that it comes up within
+// 3 s and stays up for 2 s.
+func staysUp(t *testing.T, cli *clientv3.Client, key string) {
+	t.Helper()
+	m, err := liveness.New(cli, liveness.Config{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { stop(); <-done }()
+	etcdtest.Eventually(t, 3*time.Second, "up on refusals", upIs(m, true))
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if st := m.State(); !st.Up {
+			t.Fatalf("down while etcd answers: %+v", st)
+		}
+	}
+}

@@ -1,0 +1,54 @@
+package etcdtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// RootPassword is the password of user root made by EnableAuth.
+const RootPassword = "rootpw"
+
+// EnableAuth makes user root (password RootPassword, role root) and user
+// (password pass, with a role of its name that has readwrite on prefix and
+// its keys) on the cluster cli talks to, enables auth, and returns a
+// client of cli's endpoints as root, closed at test cleanup. cli is
+// unauthenticated (it may not be used for requests after).
+func EnableAuth(t testing.TB, cli *clientv3.Client, user, pass, prefix string) *clientv3.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"add user root", func() error { _, err := cli.UserAdd(ctx, "root", RootPassword); return err }},
+		{"add role root", func() error { _, err := cli.RoleAdd(ctx, "root"); return err }},
+		{"grant root", func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err }},
+		{"add role " + user, func() error { _, err := cli.RoleAdd(ctx, user); return err }},
+		{"grant " + prefix, func() error {
+			_, err := cli.RoleGrantPermission(ctx, user, prefix, clientv3.GetPrefixRangeEnd(prefix), clientv3.PermissionType(clientv3.PermReadWrite))
+			return err
+		}},
+		{"add user " + user, func() error { _, err := cli.UserAdd(ctx, user, pass); return err }},
+		{"grant role " + user, func() error { _, err := cli.UserGrantRole(ctx, user, user); return err }},
+		{"enable auth", func() error { _, err := cli.AuthEnable(ctx); return err }},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatalf("etcdtest: auth setup: %s: %v", s.what, err)
+		}
+	}
+	root, err := clientv3.New(clientv3.Config{
+		Endpoints: cli.Endpoints(), DialTimeout: 5 * time.Second,
+		Username: "root", Password: RootPassword, Logger: zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatalf("etcdtest: root client: %v", err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return root
+}
