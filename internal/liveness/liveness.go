@@ -10,8 +10,10 @@
 // up while answers arrive on a READY connection; it counts as down when
 // none arrived for Silence (a blackholed link, a SIGSTOPped member), at
 // once when gRPC reports the connection failed (refused, reset), and when
-// the member has no leader (the watch requires one). It is not a health
-// check of the cluster: a member that answers counts as up.
+// the member has no leader (the watch requires one). A member that refuses
+// the watch (no read permission on the key, an auth token it does not
+// know) answered, so it counts as up. It is not a health check of the
+// cluster: a member that answers counts as up.
 package liveness
 
 import (
