@@ -11,7 +11,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/sidecar-dev/sidecar/api"
 	"github.com/sidecar-dev/sidecar/internal/etcdtest"
@@ -21,11 +20,10 @@ import (
 // sidecar's user may read and write its namespace and read the mirrored
 // config prefix, as an operator would grant them.
 const (
-	authRootPass = "root-pw"
-	authUser     = "sidecar"
-	authPass     = "sidecar-pw"
-	authPrefix   = "/config/auth/"
-	authID       = "auth"
+	authUser   = "sidecar"
+	authPass   = "sidecar-pw"
+	authPrefix = "/config/auth/"
+	authID     = "auth"
 )
 
 // authNewWorld starts a three-member cluster whose members all get args,
@@ -40,43 +38,9 @@ func authNewWorld(t *testing.T, args ...string) *world {
 // makes the world's observer a client authenticated as root.
 func authEnable(t *testing.T, w *world) {
 	t.Helper()
-	c, cancel := ctx(t)
-	defer cancel()
-	cli := w.cli
-	steps := []struct {
-		what string
-		do   func() error
-	}{
-		{"add user root", func() error { _, err := cli.UserAdd(c, "root", authRootPass); return err }},
-		{"add role root", func() error { _, err := cli.RoleAdd(c, "root"); return err }},
-		{"grant root", func() error { _, err := cli.UserGrantRole(c, "root", "root"); return err }},
-		{"add role sidecar", func() error { _, err := cli.RoleAdd(c, authUser); return err }},
-		{"grant namespace", func() error {
-			_, err := cli.RoleGrantPermission(c, authUser, namespace, clientv3.GetPrefixRangeEnd(namespace), clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		}},
-		{"grant config", func() error {
-			_, err := cli.RoleGrantPermission(c, authUser, authPrefix, clientv3.GetPrefixRangeEnd(authPrefix), clientv3.PermissionType(clientv3.PermRead))
-			return err
-		}},
-		{"add user sidecar", func() error { _, err := cli.UserAdd(c, authUser, authPass); return err }},
-		{"grant sidecar", func() error { _, err := cli.UserGrantRole(c, authUser, authUser); return err }},
-		{"enable auth", func() error { _, err := cli.AuthEnable(c); return err }},
-	}
-	for _, s := range steps {
-		if err := s.do(); err != nil {
-			t.Fatalf("auth setup: %s: %v", s.what, err)
-		}
-	}
-	root, err := clientv3.New(clientv3.Config{
-		Endpoints: w.cluster.ClientURLs(), DialTimeout: 5 * time.Second,
-		Username: "root", Password: authRootPass, Logger: zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatalf("root client: %v", err)
-	}
-	t.Cleanup(func() { root.Close() })
-	w.cli = root
+	w.cli = etcdtest.EnableAuth(t, w.cli, authUser, authPass,
+		etcdtest.Grant{Prefix: namespace, Perm: clientv3.PermissionType(clientv3.PermReadWrite)},
+		etcdtest.Grant{Prefix: authPrefix, Perm: clientv3.PermissionType(clientv3.PermRead)})
 }
 
 // authYAML is the sidecar of the auth scenario: join mode as the

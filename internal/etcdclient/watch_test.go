@@ -24,7 +24,7 @@ import (
 func TestWatchOnStreamWithExpiredToken(t *testing.T) {
 	const user, pass, prefix = "app", "pw", "/t/"
 	s := etcdtest.StartServer(t, etcdtest.ServerOptions{Args: []string{"--auth-token=simple", "--auth-token-ttl=1"}})
-	root := etcdtest.EnableAuth(t, s.Client(t), user, pass, prefix)
+	root := etcdtest.EnableAuth(t, s.Client(t), user, pass, etcdtest.Grant{Prefix: prefix, Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
 	cli, err := etcdclient.New(t.Context(), etcdclient.Config{Endpoints: []string{s.ClientURL}, Username: user, Password: pass})
 	if err != nil {
 		t.Fatalf("client: %v", err)

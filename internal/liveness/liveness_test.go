@@ -184,7 +184,7 @@ func TestRestartedEtcd(t *testing.T) {
 func TestRefusalIsAnAnswer(t *testing.T) {
 	const user, pass = "reader", "pw"
 	s := etcdtest.StartServer(t, etcdtest.ServerOptions{Args: []string{"--auth-token=simple", "--auth-token-ttl=1"}})
-	etcdtest.EnableAuth(t, s.Client(t), user, pass, "/sidecar/")
+	etcdtest.EnableAuth(t, s.Client(t), user, pass, etcdtest.Grant{Prefix: "/sidecar/", Perm: clientv3.PermissionType(clientv3.PermRead)})
 	ctx := t.Context()
 	cli, err := etcdclient.New(ctx, etcdclient.Config{Endpoints: []string{s.ClientURL}, Username: user, Password: pass})
 	if err != nil {
