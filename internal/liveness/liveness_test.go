@@ -208,7 +208,8 @@ func TestRefusalIsAnAnswer(t *testing.T) {
 }
 
 // staysUp runs a monitor of key on cli and checks that it comes up within
-// 3 s and stays up for 2 s.
+// 3 s and stays up for 3 s, longer than Silence: the answers to its
+// progress requests must reach it.
 func staysUp(t *testing.T, cli *clientv3.Client, key string) {
 	t.Helper()
 	m, err := liveness.New(cli, liveness.Config{Key: key})
@@ -220,7 +221,7 @@ func staysUp(t *testing.T, cli *clientv3.Client, key string) {
 	go func() { done <- m.Run(ctx) }()
 	defer func() { stop(); <-done }()
 	etcdtest.Eventually(t, 3*time.Second, "up on refusals", upIs(m, true))
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if st := m.State(); !st.Up {
 			t.Fatalf("down while etcd answers: %+v", st)
 		}
