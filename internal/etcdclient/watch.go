@@ -157,12 +157,11 @@ func IsRefusal(err error) bool {
 	return IsTokenRefusal(err) || isEtcdError(err, rpctypes.ErrGRPCPermissionDenied)
 }
 
-// isEtcdError reports whether err is the etcd error grpcErr, as a client
-// error, as a gRPC status or as the text of either.
+// isEtcdError reports whether err is the etcd error grpcErr: as a client
+// error or a gRPC status (also wrapped), or as the gRPC error's text.
 func isEtcdError(err, grpcErr error) bool {
 	if err == nil {
 		return false
 	}
-	return errors.Is(err, rpctypes.Error(grpcErr)) || errors.Is(err, grpcErr) ||
-		err.Error() == grpcErr.Error() || err.Error() == rpctypes.Error(grpcErr).Error()
+	return errors.Is(rpctypes.Error(err), rpctypes.Error(grpcErr)) || err.Error() == grpcErr.Error()
 }

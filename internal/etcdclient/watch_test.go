@@ -2,9 +2,12 @@ package etcdclient_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -105,4 +108,32 @@ func session(t *testing.T, cli *clientv3.Client) *concurrency.Session {
 		cli.Revoke(ctx, s.Lease())
 	})
 	return s
+}
+
+// TestIsRefusal: each form a refusal reaches callers in: the client
+// error, the gRPC status, wrapped, and a refused watch's error (the gRPC
+// error's text).
+func TestIsRefusal(t *testing.T) {
+	tests := []struct {
+		err            error
+		token, refusal bool
+	}{
+		{rpctypes.ErrInvalidAuthToken, true, true},
+		{rpctypes.ErrGRPCInvalidAuthToken, true, true},
+		{errors.New(rpctypes.ErrGRPCInvalidAuthToken.Error()), true, true},
+		{fmt.Errorf("get: %w", rpctypes.ErrAuthOldRevision), true, true},
+		{errors.New(rpctypes.ErrGRPCPermissionDenied.Error()), false, true},
+		{rpctypes.ErrPermissionDenied, false, true},
+		{rpctypes.ErrNoLeader, false, false},
+		{errors.New("etcdserver: invalid auth token?"), false, false},
+		{nil, false, false},
+	}
+	for _, tc := range tests {
+		if got := etcdclient.IsTokenRefusal(tc.err); got != tc.token {
+			t.Errorf("IsTokenRefusal(%v) = %v, want %v", tc.err, got, tc.token)
+		}
+		if got := etcdclient.IsRefusal(tc.err); got != tc.refusal {
+			t.Errorf("IsRefusal(%v) = %v, want %v", tc.err, got, tc.refusal)
+		}
+	}
 }
